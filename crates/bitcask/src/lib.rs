@@ -1,0 +1,1 @@
+//! A Bitcask storage engine.
