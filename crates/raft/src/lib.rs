@@ -7,4 +7,6 @@ pub mod storage;
 pub mod types;
 
 pub use storage::{LogStore, MemStore, StorageError, StorageResult};
-pub use types::{ConfState, Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
+pub use types::{
+    ConfState, Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term,
+};

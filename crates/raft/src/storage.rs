@@ -301,7 +301,8 @@ impl LogStore for MemStore {
         // whatever was synced before, with the compacted prefix dropped.
         let mut d = self.durable.take().map(|d| *d).unwrap_or_default();
         let d_offset = d.snapshot.meta.index;
-        let drop = (self.snapshot.meta.index.saturating_sub(d_offset) as usize).min(d.entries.len());
+        let drop =
+            (self.snapshot.meta.index.saturating_sub(d_offset) as usize).min(d.entries.len());
         d.entries.drain(..drop);
         d.snapshot = self.snapshot.clone();
         self.durable = Some(Box::new(d));
@@ -310,7 +311,8 @@ impl LogStore for MemStore {
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> StorageResult<()> {
         let meta = &snapshot.meta;
-        let keep = matches!(self.term(meta.index), Ok(t) if t == meta.term) && meta.index >= self.offset();
+        let keep =
+            matches!(self.term(meta.index), Ok(t) if t == meta.term) && meta.index >= self.offset();
         if keep {
             self.entries.drain(..(meta.index - self.offset()) as usize);
         } else {
