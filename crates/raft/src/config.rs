@@ -1,0 +1,217 @@
+//! A node's configuration: its id, timing (in ticks), features and limits.
+
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::types::{Index, NodeId};
+
+/// How a [`RawNode`](crate::RawNode) behaves. Time is counted in ticks (calls
+/// to `RawNode::tick`); the caller picks how long a tick is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id; never 0.
+    pub id: NodeId,
+    /// A follower or candidate that hears nothing for a randomized timeout in
+    /// `[election_timeout_ticks_min, election_timeout_ticks_max)` ticks
+    /// starts an election. The minimum is also the window in which a
+    /// follower that heard from a live leader ignores vote requests, the
+    /// check-quorum period, and the leadership-transfer timeout.
+    pub election_timeout_ticks_min: u64,
+    /// See `election_timeout_ticks_min`; must be larger than it.
+    pub election_timeout_ticks_max: u64,
+    /// A leader sends heartbeats every this many ticks; must be below
+    /// `election_timeout_ticks_min`.
+    pub heartbeat_interval_ticks: u64,
+    /// Run a pre-vote round (which changes no term) before a real election,
+    /// so that a node returning from a partition cannot disrupt the cluster.
+    pub pre_vote: bool,
+    /// A leader that has not heard from a majority of voters within
+    /// `election_timeout_ticks_min` ticks steps down.
+    pub check_quorum: bool,
+    /// Serve `read_index` on the leader from its lease (no heartbeat round)
+    /// while a majority acknowledged it within the last
+    /// `election_timeout_ticks_min - lease_drift_ticks` ticks. Requires
+    /// `check_quorum`; safe only if clocks of nodes drift by less than
+    /// `lease_drift_ticks` per election timeout.
+    pub lease_read: bool,
+    /// The clock-drift bound for lease reads, in ticks (at least 1).
+    pub lease_drift_ticks: u64,
+    /// Most entries in one AppendEntries message.
+    pub entries_per_append_max: usize,
+    /// Most bytes of entries in one AppendEntries message (one larger entry
+    /// is still sent alone).
+    pub bytes_per_append_max: u64,
+    /// Most AppendEntries in flight to one follower in the replicate state.
+    pub inflight_appends_max: usize,
+    /// The last index the state machine has applied (durably) when the node
+    /// starts; committed entries after it are handed out again.
+    pub applied: Index,
+    /// Seed of the generator that randomizes election timeouts.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    /// Timing for a 3-node cluster with a tick of about 100 ms; limits for a
+    /// local network. `id` is 1: set it.
+    fn default() -> Config {
+        Config {
+            id: 1,
+            election_timeout_ticks_min: 10,
+            election_timeout_ticks_max: 20,
+            heartbeat_interval_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            lease_read: false,
+            lease_drift_ticks: 2,
+            entries_per_append_max: 256,
+            bytes_per_append_max: 1024 * 1024,
+            inflight_appends_max: 64,
+            applied: 0,
+            seed: 0,
+        }
+    }
+}
+
+impl Config {
+    /// A default configuration for node `id`, with the seed set to `id` so
+    /// that nodes of one cluster draw different timeouts.
+    pub fn new(id: NodeId) -> Config {
+        Config {
+            id,
+            seed: id,
+            ..Config::default()
+        }
+    }
+
+    /// Checks that the configuration makes sense.
+    ///
+    /// # Errors
+    /// `Error::Config` naming the first problem found.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |s: String| Err(Error::Config(s));
+        if self.id == 0 {
+            return bad("id must not be 0".into());
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return bad("heartbeat_interval_ticks must be at least 1".into());
+        }
+        if self.election_timeout_ticks_min <= self.heartbeat_interval_ticks {
+            return bad(format!(
+                "election_timeout_ticks_min ({}) must exceed heartbeat_interval_ticks ({})",
+                self.election_timeout_ticks_min, self.heartbeat_interval_ticks
+            ));
+        }
+        if self.election_timeout_ticks_max <= self.election_timeout_ticks_min {
+            return bad(format!(
+                "election_timeout_ticks_max ({}) must exceed election_timeout_ticks_min ({})",
+                self.election_timeout_ticks_max, self.election_timeout_ticks_min
+            ));
+        }
+        if self.election_timeout_ticks_max > limits::ELECTION_TIMEOUT_TICKS_MAX {
+            return bad(format!(
+                "election_timeout_ticks_max ({}) above {}",
+                self.election_timeout_ticks_max,
+                limits::ELECTION_TIMEOUT_TICKS_MAX
+            ));
+        }
+        if self.lease_read && !self.check_quorum {
+            return bad("lease_read requires check_quorum".into());
+        }
+        if self.lease_read
+            && (self.lease_drift_ticks == 0
+                || self.lease_drift_ticks >= self.election_timeout_ticks_min)
+        {
+            return bad(format!(
+                "lease_drift_ticks ({}) must be in 1..election_timeout_ticks_min",
+                self.lease_drift_ticks
+            ));
+        }
+        if self.entries_per_append_max == 0
+            || self.entries_per_append_max > limits::ENTRIES_PER_APPEND_MAX
+        {
+            return bad(format!(
+                "entries_per_append_max ({}) must be in 1..={}",
+                self.entries_per_append_max,
+                limits::ENTRIES_PER_APPEND_MAX
+            ));
+        }
+        if self.bytes_per_append_max == 0
+            || self.bytes_per_append_max > limits::BYTES_PER_APPEND_MAX
+        {
+            return bad(format!(
+                "bytes_per_append_max ({}) must be in 1..={}",
+                self.bytes_per_append_max,
+                limits::BYTES_PER_APPEND_MAX
+            ));
+        }
+        if self.inflight_appends_max == 0
+            || self.inflight_appends_max > limits::INFLIGHT_APPENDS_MAX
+        {
+            return bad(format!(
+                "inflight_appends_max ({}) must be in 1..={}",
+                self.inflight_appends_max,
+                limits::INFLIGHT_APPENDS_MAX
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_values_are_refused() {
+        assert!(Config::default().validate().is_ok());
+        let bad = [
+            Config {
+                id: 0,
+                ..Config::default()
+            },
+            Config {
+                heartbeat_interval_ticks: 0,
+                ..Config::default()
+            },
+            Config {
+                election_timeout_ticks_min: 2,
+                ..Config::default()
+            },
+            Config {
+                election_timeout_ticks_max: 10,
+                ..Config::default()
+            },
+            Config {
+                entries_per_append_max: 0,
+                ..Config::default()
+            },
+            Config {
+                inflight_appends_max: 0,
+                ..Config::default()
+            },
+            Config {
+                bytes_per_append_max: 0,
+                ..Config::default()
+            },
+        ];
+        for c in bad {
+            assert!(matches!(c.validate(), Err(Error::Config(_))), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn lease_read_without_check_quorum_is_an_error() {
+        let c = Config {
+            lease_read: true,
+            check_quorum: false,
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("check_quorum"), "{err}");
+        let ok = Config {
+            lease_read: true,
+            check_quorum: true,
+            ..Config::default()
+        };
+        assert!(ok.validate().is_ok());
+    }
+}

@@ -1,0 +1,3 @@
+//! Cluster configurations and how they change.
+//!
+//! TODO: safety argument.
