@@ -5,3 +5,15 @@
 pub mod health {
     tonic::include_proto!("raftkv.health");
 }
+
+/// `proto/kv.proto`: the client API (`Kv` and `Cluster` services).
+pub mod kv {
+    tonic::include_proto!("raftkv.kv");
+
+    /// gRPC metadata key a follower sets on an `Unavailable` answer: the
+    /// leader's node id (decimal).
+    pub const LEADER_ID_METADATA: &str = "raftkv-leader-id";
+    /// gRPC metadata key a follower sets on an `Unavailable` answer: the
+    /// leader's client address (`host:port`).
+    pub const LEADER_ADDR_METADATA: &str = "raftkv-leader-addr";
+}
