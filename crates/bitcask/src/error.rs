@@ -49,6 +49,9 @@ pub enum Error {
         size: usize,
         max: usize,
     },
+    /// Another engine (in this or another process) has the directory open.
+    #[error("{} is locked: another engine has the directory open", path.display())]
+    Locked { path: PathBuf },
     /// The options passed to `open` are invalid.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
@@ -78,7 +81,6 @@ impl Error {
         )
     }
 
-    #[allow(dead_code)] // Used by the on-disk engine.
     pub(crate) fn corrupt(file: &Path, offset: u64, reason: impl Into<String>) -> Self {
         Error::Corrupt {
             file: file.to_path_buf(),
@@ -92,7 +94,6 @@ impl Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Attaches a path to an `io::Error`.
-#[allow(dead_code)] // Used by the on-disk engine.
 pub(crate) trait IoContext<T> {
     fn at(self, path: &Path) -> Result<T>;
 }

@@ -202,3 +202,13 @@ macro_rules! engine_tests {
 }
 
 engine_tests!(memory, (bitcask::MemEngine::new(), ()));
+
+fn bitcask_small() -> (bitcask::Bitcask, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = bitcask::Options {
+        file_size_max: 4096,
+    };
+    (bitcask::Bitcask::open(dir.path(), options).unwrap(), dir)
+}
+
+engine_tests!(on_disk, super::bitcask_small());
