@@ -16,4 +16,11 @@ pub mod kv {
     /// gRPC metadata key a follower sets on an `Unavailable` answer: the
     /// leader's client address (`host:port`).
     pub const LEADER_ADDR_METADATA: &str = "raftkv-leader-addr";
+    /// gRPC metadata key on a `FailedPrecondition` answer naming a session
+    /// error: [`UNKNOWN_SESSION`] or [`STALE_REQUEST`].
+    pub const ERROR_METADATA: &str = "raftkv-error";
+    /// [`ERROR_METADATA`] value: the session is unknown or expired.
+    pub const UNKNOWN_SESSION: &str = "unknown-session";
+    /// [`ERROR_METADATA`] value: the request's `seq` is below the session's last.
+    pub const STALE_REQUEST: &str = "stale-request";
 }
