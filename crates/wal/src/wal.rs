@@ -1,0 +1,1037 @@
+//! The [`Wal`]: segments on disk, the in-memory index of entry positions,
+//! the recent-entry cache, group commit and compaction.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use raft::{
+    ConfState, Entry, HardState, Index, LogStore, Snapshot, SnapshotMeta, StorageResult, Term,
+};
+
+use crate::error::{Error, Result};
+use crate::format::{self, Record, SnapFile, SnapRecord};
+use crate::limits;
+use crate::recovery::{self, RecoveryReport};
+use crate::sync::{Poison, SyncHandle, Synced};
+
+/// How a [`Wal`] is opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Start a new segment once the active one reaches this many bytes
+    /// (a single record larger than this still fits in a segment of its
+    /// own). Between [`limits::SEGMENT_SIZE_MIN`] and
+    /// [`limits::SEGMENT_SIZE_MAX`].
+    pub segment_size_max: u64,
+    /// On finding a damaged record that is not a torn tail, cut the log
+    /// there (deleting later segments) instead of refusing to open. The cut
+    /// is reported in [`RecoveryReport::repaired`]. Data after the cut is
+    /// lost: use only when an operator decided so.
+    pub repair: bool,
+    /// How many of the most recent entries are kept in memory, so the
+    /// leader replicates them without reading the disk. 0 disables the
+    /// cache.
+    pub cache_entries_max: usize,
+    /// A bound on the bytes of data the cache holds.
+    pub cache_bytes_max: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            segment_size_max: limits::SEGMENT_SIZE_DEFAULT,
+            repair: false,
+            cache_entries_max: 4096,
+            cache_bytes_max: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// An open segment file.
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    file: File,
+    /// Bytes in the file. For the active segment, bytes written out of the
+    /// user-space buffer so far.
+    len: u64,
+}
+
+/// Where an entry's record lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub seq: u64,
+    pub offset: u64,
+    /// The record's size, header included.
+    pub len: u32,
+    pub term: Term,
+}
+
+/// The Raft log, hard state and snapshot on disk. See the crate docs.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    opts: Options,
+    /// Held for the lifetime of the `Wal`: an exclusive lock on `LOCK`.
+    _lock: File,
+    /// Ascending and consecutive by `seq`; the last one is active.
+    segments: VecDeque<Segment>,
+    /// Records not yet written to the active segment.
+    buf: Vec<u8>,
+    /// Bytes written to the active segment since its last fsync.
+    dirty: bool,
+
+    snap: SnapshotMeta,
+    snap_file: Option<SnapFile>,
+    next_snap_seq: u64,
+    hard_state: HardState,
+    /// `locs[i]` is the entry at index `snap.index + 1 + i`.
+    locs: VecDeque<Loc>,
+    /// The last `cache.len()` entries of the log.
+    cache: VecDeque<Entry>,
+    cache_bytes: u64,
+
+    /// Entries up to here (of the log as it is now) are on disk.
+    durable: Index,
+    /// Counts overwrites of the log (appends that replaced a suffix, and
+    /// snapshots that dropped the whole log).
+    overwrite_seq: u64,
+    /// `(overwrite_seq, last index kept)` of recent overwrites.
+    overwrites: VecDeque<(u64, Index)>,
+
+    poison: Poison,
+    #[cfg(test)]
+    fail_next_sync: bool,
+}
+
+pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.wal"))
+}
+
+pub(crate) fn snapshot_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("snap-{seq:020}.snap"))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Write `chunks` to `path` through a temporary file: write, fsync, rename,
+/// fsync the directory. Returns the file, open for reading and writing.
+fn create_durably(dir: &Path, path: &Path, chunks: &[&[u8]]) -> Result<File> {
+    let tmp = tmp_path(path);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    for c in chunks {
+        f.write_all(c).map_err(|e| Error::io("write", &tmp, e))?;
+    }
+    f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
+    fsync_dir(dir)?;
+    Ok(f)
+}
+
+impl Wal {
+    /// Open (or create) the WAL in `dir`, recovering what is on disk. Log the
+    /// returned report: it says what a torn tail or a repair cut off.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] with the file and byte offset of damage that is
+    /// not a torn tail (unless `opts.repair`); [`Error::UnsupportedVersion`]
+    /// for files of a newer format; [`Error::Locked`] if the directory is in
+    /// use; [`Error::Io`]; [`Error::Invalid`] for bad options.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Wal, RecoveryReport)> {
+        let dir = dir.as_ref().to_path_buf();
+        if !(limits::SEGMENT_SIZE_MIN..=limits::SEGMENT_SIZE_MAX).contains(&opts.segment_size_max) {
+            return Err(Error::Invalid(format!(
+                "segment_size_max {} outside {}..={}",
+                opts.segment_size_max,
+                limits::SEGMENT_SIZE_MIN,
+                limits::SEGMENT_SIZE_MAX
+            )));
+        }
+        if opts.cache_entries_max > limits::CACHE_ENTRIES_MAX
+            || opts.cache_bytes_max > limits::CACHE_BYTES_MAX
+        {
+            return Err(Error::Invalid(format!(
+                "cache limits {} entries / {} bytes above {} / {}",
+                opts.cache_entries_max,
+                opts.cache_bytes_max,
+                limits::CACHE_ENTRIES_MAX,
+                limits::CACHE_BYTES_MAX
+            )));
+        }
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsync_dir(parent)?;
+            }
+        }
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("open", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
+        }
+
+        let rec = recovery::recover(&dir, opts.repair)?;
+        let mut report = rec.report;
+        let mut segments = VecDeque::new();
+        for &(seq, len) in &rec.segments {
+            let path = segment_path(&dir, seq);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            segments.push_back(Segment {
+                seq,
+                path,
+                file,
+                len,
+            });
+        }
+        let replay = rec.replay;
+        let mut wal = Wal {
+            dir,
+            opts,
+            _lock: lock,
+            segments,
+            buf: Vec::new(),
+            dirty: false,
+            snap: replay.snap,
+            snap_file: replay.snap_file,
+            next_snap_seq: rec.next_snap_seq,
+            hard_state: replay.hard_state,
+            locs: replay.locs,
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            durable: 0,
+            overwrite_seq: 0,
+            overwrites: VecDeque::new(),
+            poison: Arc::default(),
+            #[cfg(test)]
+            fail_next_sync: false,
+        };
+        if wal.segments.is_empty() {
+            wal.new_segment(1)?;
+            // After a repair that deleted every segment, the state replayed
+            // from them must be written again.
+            wal.write_state_copies();
+            wal.sync_active()?;
+        } else {
+            // What was read back may still sit in the page cache only (the
+            // process crashed, not the machine): make it durable before
+            // counting it as such.
+            let active = wal.active_mut();
+            active
+                .file
+                .seek(SeekFrom::End(0))
+                .map_err(|e| Error::io("seek", &active.path, e))?;
+            active
+                .file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &active.path, e))?;
+        }
+        wal.durable = wal.last_index();
+        wal.remove_obsolete_segments()?;
+        report.segments = wal.segments.len();
+        report.entries = wal.locs.len() as u64;
+        report.first_index = wal.first_index();
+        report.last_index = wal.last_index();
+        report.snapshot_index = wal.snap.index;
+        Ok((wal, report))
+    }
+
+    /// The directory the WAL lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last saved hard state (durable once synced).
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// The highest index `i` such that entries `first_index()..=i` of the
+    /// log as it is now are on disk (or the snapshot index if none is).
+    pub fn durable_index(&self) -> Index {
+        self.durable.max(self.snap.index)
+    }
+
+    /// Whether an earlier failure poisoned the WAL.
+    pub fn is_poisoned(&self) -> bool {
+        self.poison.get().is_some()
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match self.poison.get() {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Poison the WAL if `r` is an error, and pass it on.
+    fn poison_on_err<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            let _ = self.poison.set(e.to_string());
+        }
+        r
+    }
+
+    fn active(&self) -> &Segment {
+        // There is always an active segment: `open` makes one.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let n = self.segments.len() - 1;
+        &mut self.segments[n]
+    }
+
+    fn segment(&self, seq: u64) -> Option<&Segment> {
+        let first = self.segments.front()?.seq;
+        self.segments.get(seq.checked_sub(first)? as usize)
+    }
+
+    pub fn first_index(&self) -> Index {
+        self.snap.index + 1
+    }
+
+    pub fn last_index(&self) -> Index {
+        self.snap.index + self.locs.len() as Index
+    }
+
+    /// See [`LogStore::term`].
+    pub fn term(&self, index: Index) -> Result<Term> {
+        self.check_poison()?;
+        if index == self.snap.index {
+            return Ok(self.snap.term);
+        }
+        if index < self.snap.index {
+            return Err(Error::Compacted {
+                index,
+                first_index: self.first_index(),
+            });
+        }
+        match self.locs.get((index - self.snap.index - 1) as usize) {
+            Some(l) => Ok(l.term),
+            None => Err(Error::Unavailable {
+                index,
+                last_index: self.last_index(),
+            }),
+        }
+    }
+
+    /// See [`LogStore::entries`]. Recent entries come from the cache, older
+    /// ones from disk, checksum-checked.
+    pub fn entries(&self, lo: Index, hi: Index, max_bytes: u64) -> Result<Vec<Entry>> {
+        self.check_poison()?;
+        if lo <= self.snap.index {
+            return Err(Error::Compacted {
+                index: lo,
+                first_index: self.first_index(),
+            });
+        }
+        let last = self.last_index();
+        if hi > last + 1 {
+            return Err(Error::Unavailable {
+                index: hi - 1,
+                last_index: last,
+            });
+        }
+        let cache_first = last + 1 - self.cache.len() as Index;
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        let mut i = lo;
+        while i < hi {
+            if i >= cache_first {
+                let e = &self.cache[(i - cache_first) as usize];
+                bytes += e.size();
+                if !out.is_empty() && bytes > max_bytes {
+                    break;
+                }
+                out.push(e.clone());
+                i += 1;
+                continue;
+            }
+            // A run of entries in one segment, bounded by the read span, by
+            // max_bytes and by the cache.
+            let at = |i: Index| self.locs[(i - self.snap.index - 1) as usize];
+            let first = at(i);
+            let mut j = i;
+            let mut done = false;
+            while j < hi.min(cache_first) {
+                let l = at(j);
+                let size = l.len as u64 - format::RECORD_HEADER_SIZE as u64;
+                if l.seq != first.seq
+                    || (j > i && l.offset + l.len as u64 - first.offset > limits::READ_SPAN_MAX)
+                {
+                    break;
+                }
+                if (!out.is_empty() || j > i) && bytes + size > max_bytes {
+                    done = true;
+                    break;
+                }
+                bytes += size;
+                j += 1;
+            }
+            if j == i {
+                break;
+            }
+            let end = at(j - 1);
+            let span = self.read_span(
+                first.seq,
+                first.offset,
+                end.offset + end.len as u64 - first.offset,
+            )?;
+            for k in i..j {
+                let l = at(k);
+                out.push(self.decode_entry(&span, first, l, k)?);
+            }
+            i = j;
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn decode_entry(&self, span: &Bytes, first: Loc, l: Loc, index: Index) -> Result<Entry> {
+        let rel = (l.offset - first.offset) as usize;
+        let corrupt = |reason: String| Error::Corrupt {
+            file: segment_path(&self.dir, l.seq),
+            offset: l.offset,
+            reason,
+        };
+        let (kind, range) = format::check_record(span, rel).map_err(|b| corrupt(b.to_string()))?;
+        match format::decode_record(kind, span, range).map_err(corrupt)? {
+            Record::Entry(e) if e.index == index && e.term == l.term => Ok(e),
+            other => Err(corrupt(format!(
+                "expected entry {index} term {}, found {other:?}",
+                l.term
+            ))),
+        }
+    }
+
+    /// Read `len` bytes at `offset` of segment `seq`, from the file and, for
+    /// the active segment, the user-space buffer.
+    fn read_span(&self, seq: u64, offset: u64, len: u64) -> Result<Bytes> {
+        let seg = self.segment(seq).ok_or_else(|| Error::Corrupt {
+            file: segment_path(&self.dir, seq),
+            offset,
+            reason: "segment of an indexed entry is gone".into(),
+        })?;
+        let mut out = vec![0u8; len as usize];
+        let from_file = seg.len.saturating_sub(offset).min(len) as usize;
+        if from_file > 0 {
+            seg.file
+                .read_exact_at(&mut out[..from_file], offset)
+                .map_err(|e| Error::io("read", &seg.path, e))?;
+        }
+        if from_file < out.len() {
+            let start = (offset + from_file as u64 - seg.len) as usize;
+            let want = out.len() - from_file;
+            let src = self
+                .buf
+                .get(start..start + want)
+                .ok_or_else(|| Error::Corrupt {
+                    file: seg.path.clone(),
+                    offset,
+                    reason: "indexed entry beyond the written data".into(),
+                })?;
+            out[from_file..].copy_from_slice(src);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The metadata of the latest snapshot.
+    pub fn snapshot_meta(&self) -> SnapshotMeta {
+        self.snap.clone()
+    }
+
+    /// The latest snapshot with its data, read from its file and checked.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        self.check_poison()?;
+        let Some(f) = self.snap_file else {
+            return Ok(Snapshot {
+                meta: self.snap.clone(),
+                data: Bytes::new(),
+            });
+        };
+        let path = snapshot_path(&self.dir, f.seq);
+        let all = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let corrupt = |reason: String| Error::Corrupt {
+            file: path.clone(),
+            offset: 0,
+            reason,
+        };
+        let h = format::decode_snapshot_header(&all)
+            .map_err(|e| corrupt(format!("bad snapshot header: {e:?}")))?;
+        let data = &all[format::SNAPSHOT_HEADER_SIZE..];
+        if h.len != data.len() as u64
+            || h.len != f.len
+            || h.crc != f.crc
+            || crc32c::crc32c(data) != f.crc
+        {
+            return Err(Error::Corrupt {
+                file: path.clone(),
+                offset: format::SNAPSHOT_HEADER_SIZE as u64,
+                reason: "snapshot data does not match its checksum".into(),
+            });
+        }
+        let all = Bytes::from(all);
+        Ok(Snapshot {
+            meta: self.snap.clone(),
+            data: all.slice(format::SNAPSHOT_HEADER_SIZE..),
+        })
+    }
+
+    /// See [`LogStore::append`]. Entries go to the user-space buffer (and to
+    /// the file once the buffer is full); none is durable before a sync.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a hole or a rewrite of the snapshot,
+    /// [`Error::EntryTooLarge`] (nothing is written then); I/O errors poison.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        self.check_poison()?;
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        for w in entries.windows(2) {
+            if w[1].index != w[0].index + 1 {
+                return Err(Error::Invalid(format!(
+                    "entries not contiguous: {} then {}",
+                    w[0].index, w[1].index
+                )));
+            }
+        }
+        if first.index <= self.snap.index || first.index > self.last_index() + 1 {
+            return Err(Error::Invalid(format!(
+                "append at {} outside {}..={}",
+                first.index,
+                self.snap.index + 1,
+                self.last_index() + 1
+            )));
+        }
+        for e in entries {
+            if e.data.len() as u64 > limits::ENTRY_DATA_SIZE_MAX {
+                return Err(Error::EntryTooLarge {
+                    index: e.index,
+                    size: e.data.len() as u64,
+                    max: limits::ENTRY_DATA_SIZE_MAX,
+                });
+            }
+        }
+        if first.index <= self.last_index() {
+            self.truncate_from(first.index);
+        }
+        let r = self.append_unchecked(entries);
+        self.poison_on_err(r)
+    }
+
+    /// Drop the entries from `index` on from memory (the records stay in
+    /// the files; later records override them on replay).
+    fn truncate_from(&mut self, index: Index) {
+        let last = self.last_index();
+        let cache_first = last + 1 - self.cache.len() as Index;
+        if index <= cache_first {
+            self.cache.clear();
+            self.cache_bytes = 0;
+        } else {
+            for e in self.cache.drain((index - cache_first) as usize..) {
+                self.cache_bytes -= e.data.len() as u64;
+            }
+        }
+        self.locs.truncate((index - self.snap.index - 1) as usize);
+        self.note_overwrite(index - 1);
+    }
+
+    fn note_overwrite(&mut self, kept: Index) {
+        self.durable = self.durable.min(kept);
+        self.overwrite_seq += 1;
+        self.overwrites.push_back((self.overwrite_seq, kept));
+        if self.overwrites.len() > limits::OVERWRITES_TRACKED_MAX {
+            self.overwrites.pop_front();
+        }
+    }
+
+    fn append_unchecked(&mut self, entries: &[Entry]) -> Result<()> {
+        for e in entries {
+            let size = format::entry_record_size(e);
+            self.maybe_rotate(size)?;
+            let offset = self.active().len + self.buf.len() as u64;
+            let len = format::encode_entry(&mut self.buf, e);
+            self.locs.push_back(Loc {
+                seq: self.active().seq,
+                offset,
+                len: len as u32,
+                term: e.term,
+            });
+            self.cache_push(e);
+            if self.buf.len() >= limits::WRITE_BUFFER_MAX {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn cache_push(&mut self, e: &Entry) {
+        if self.opts.cache_entries_max == 0 {
+            return;
+        }
+        self.cache_bytes += e.data.len() as u64;
+        self.cache.push_back(e.clone());
+        while self.cache.len() > self.opts.cache_entries_max
+            || self.cache_bytes > self.opts.cache_bytes_max
+        {
+            match self.cache.pop_front() {
+                Some(old) => self.cache_bytes -= old.data.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    /// Start a new segment if a record of `size` bytes would push the
+    /// active one past `segment_size_max` (an empty segment takes any
+    /// record).
+    fn maybe_rotate(&mut self, size: u64) -> Result<()> {
+        let used = self.active().len + self.buf.len() as u64;
+        if used > format::SEGMENT_HEADER_SIZE as u64 && used + size > self.opts.segment_size_max {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Close the active segment (write out and fsync it) and start the
+    /// next. The new segment begins with copies of the hard state and the
+    /// snapshot record, so older segments can be deleted once the entries
+    /// in them are compacted.
+    fn rotate(&mut self) -> Result<()> {
+        self.sync_active()?;
+        let seq = self.active().seq + 1;
+        self.new_segment(seq)?;
+        self.write_state_copies();
+        Ok(())
+    }
+
+    /// Copies of the hard state and the snapshot record, into the buffer.
+    fn write_state_copies(&mut self) {
+        if self.hard_state != HardState::default() {
+            format::encode_hard_state(&mut self.buf, &self.hard_state);
+        }
+        if let Some(file) = self.snap_file {
+            format::encode_snapshot(
+                &mut self.buf,
+                &SnapRecord {
+                    meta: self.snap.clone(),
+                    clear_log: false,
+                    file,
+                },
+            );
+        }
+    }
+
+    fn new_segment(&mut self, seq: u64) -> Result<()> {
+        let path = segment_path(&self.dir, seq);
+        let header = format::encode_segment_header(seq);
+        let mut file = create_durably(&self.dir, &path, &[&header])?;
+        file.seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("seek", &path, e))?;
+        self.segments.push_back(Segment {
+            seq,
+            path,
+            file,
+            len: header.len() as u64,
+        });
+        Ok(())
+    }
+
+    /// Write the user-space buffer to the active segment (no fsync).
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let n = self.segments.len() - 1;
+        let seg = &mut self.segments[n];
+        seg.file
+            .write_all(&self.buf)
+            .map_err(|e| Error::io("write", &seg.path, e))?;
+        seg.len += self.buf.len() as u64;
+        self.buf.clear();
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Flush and fdatasync the active segment; everything written is then
+    /// durable.
+    fn sync_active(&mut self) -> Result<()> {
+        self.flush()?;
+        if self.dirty {
+            let seg = self.active();
+            #[cfg(test)]
+            if self.fail_next_sync {
+                return Err(Error::io(
+                    "fdatasync",
+                    &seg.path,
+                    std::io::Error::other("injected failure"),
+                ));
+            }
+            seg.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &seg.path, e))?;
+            self.dirty = false;
+        }
+        self.durable = self.last_index();
+        Ok(())
+    }
+
+    /// See [`LogStore::save_hard_state`]. Not durable before a sync.
+    pub fn save_hard_state(&mut self, hs: &HardState) -> Result<()> {
+        self.check_poison()?;
+        if *hs == self.hard_state {
+            return Ok(());
+        }
+        let r = self.maybe_rotate(format::RECORD_HEADER_SIZE as u64 + 24);
+        self.poison_on_err(r)?;
+        self.hard_state = *hs;
+        format::encode_hard_state(&mut self.buf, hs);
+        Ok(())
+    }
+
+    /// Make everything written so far durable: write out the buffer, one
+    /// `fdatasync`. A failure poisons the WAL.
+    pub fn sync(&mut self) -> Result<()> {
+        self.check_poison()?;
+        let r = self.sync_active();
+        self.poison_on_err(r)
+    }
+
+    /// Write the buffer out and return a handle whose [`SyncHandle::sync`]
+    /// makes it durable, on any thread. See the crate docs ("Syncing in
+    /// parallel") for how to use it safely.
+    pub fn sync_handle(&mut self) -> Result<SyncHandle> {
+        self.check_poison()?;
+        let r = self.flush();
+        self.poison_on_err(r)?;
+        let seg = self.active();
+        let file = seg
+            .file
+            .try_clone()
+            .map_err(|e| Error::io("dup", &seg.path, e));
+        let file = self.poison_on_err(file)?;
+        Ok(SyncHandle {
+            file,
+            path: seg.path.clone(),
+            index: self.last_index(),
+            overwrite_seq: self.overwrite_seq,
+            poison: self.poison.clone(),
+        })
+    }
+
+    /// Record that a [`SyncHandle`] finished: entries it covered that are
+    /// still in the log become durable. Safe with any interleaving of
+    /// appends, overwrites, rotations and compactions since the handle was
+    /// made.
+    pub fn mark_durable(&mut self, done: Synced) -> Result<()> {
+        self.check_poison()?;
+        let mut cap = done.index.min(self.last_index());
+        if done.overwrite_seq < self.overwrite_seq {
+            match self.overwrites.front() {
+                Some(&(oldest, _)) if oldest <= done.overwrite_seq + 1 => {
+                    for &(seq, kept) in &self.overwrites {
+                        if seq > done.overwrite_seq {
+                            cap = cap.min(kept);
+                        }
+                    }
+                }
+                // Too many overwrites since: claim nothing.
+                _ => return Ok(()),
+            }
+        }
+        self.durable = self.durable.max(cap);
+        Ok(())
+    }
+
+    /// See [`LogStore::compact`]: the snapshot's data goes to its own file,
+    /// then a snapshot record is written and synced (making everything
+    /// written before it durable too), then segments holding only entries
+    /// at or below `meta.index` are deleted.
+    pub fn compact(&mut self, meta: SnapshotMeta, data: Bytes) -> Result<()> {
+        self.check_poison()?;
+        if meta.index < self.snap.index || meta.index > self.last_index() {
+            return Err(Error::Invalid(format!(
+                "compact to {} outside {}..={}",
+                meta.index,
+                self.snap.index,
+                self.last_index()
+            )));
+        }
+        check_snapshot_input(&meta, &data)?;
+        let r = self.write_snapshot(meta, data, false, None);
+        self.poison_on_err(r)
+    }
+
+    /// See [`LogStore::install_snapshot`]. Durable on return.
+    pub fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<()> {
+        self.check_poison()?;
+        let Snapshot { meta, data } = snapshot;
+        check_snapshot_input(&meta, &data)?;
+        let keep = meta.index >= self.snap.index
+            && matches!(self.term(meta.index), Ok(t) if t == meta.term);
+        let mut hs = self.hard_state;
+        if hs.commit < meta.index {
+            hs.commit = meta.index;
+        }
+        let r = self.write_snapshot(meta, data, !keep, Some(hs));
+        self.poison_on_err(r)
+    }
+
+    fn write_snapshot(
+        &mut self,
+        meta: SnapshotMeta,
+        data: Bytes,
+        clear: bool,
+        hs: Option<HardState>,
+    ) -> Result<()> {
+        let seq = self.next_snap_seq;
+        self.next_snap_seq += 1;
+        let crc = crc32c::crc32c(&data);
+        let header = format::encode_snapshot_header(meta.index, meta.term, data.len() as u64, crc);
+        let path = snapshot_path(&self.dir, seq);
+        create_durably(&self.dir, &path, &[&header, &data])?;
+        let file = SnapFile {
+            seq,
+            len: data.len() as u64,
+            crc,
+        };
+        let record = SnapRecord {
+            meta,
+            clear_log: clear,
+            file,
+        };
+        let mut rec_buf = Vec::new();
+        format::encode_snapshot(&mut rec_buf, &record);
+        self.maybe_rotate(rec_buf.len() as u64 + format::RECORD_HEADER_SIZE as u64 + 24)?;
+        self.buf.extend_from_slice(&rec_buf);
+        let meta = record.meta;
+
+        // The log in memory, as a replay of the record would leave it.
+        if clear {
+            self.cache.clear();
+            self.cache_bytes = 0;
+            self.locs.clear();
+            self.note_overwrite(meta.index);
+        } else {
+            let drop = (meta.index - self.snap.index) as usize;
+            self.locs.drain(..drop.min(self.locs.len()));
+            let keep = self.locs.len();
+            while self.cache.len() > keep {
+                if let Some(old) = self.cache.pop_front() {
+                    self.cache_bytes -= old.data.len() as u64;
+                }
+            }
+        }
+        let old_file = self.snap_file.replace(file);
+        self.snap = meta;
+        if let Some(hs) = hs.filter(|hs| *hs != self.hard_state) {
+            self.hard_state = hs;
+            format::encode_hard_state(&mut self.buf, &hs);
+        }
+        self.sync_active()?;
+
+        if let Some(old) = old_file {
+            let p = snapshot_path(&self.dir, old.seq);
+            fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+        }
+        if !self.remove_obsolete_segments()? && old_file.is_some() {
+            fsync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Delete the segments before the one holding the first entry (all but
+    /// the active one if the log is empty); fsync the directory if any was.
+    /// Call only when the active segment is synced: its copies of the hard
+    /// state and snapshot records must be durable first.
+    fn remove_obsolete_segments(&mut self) -> Result<bool> {
+        let keep_from = self.locs.front().map_or(self.active().seq, |l| l.seq);
+        let mut removed = false;
+        while self.segments.len() > 1 && self.segments[0].seq < keep_from {
+            if let Some(seg) = self.segments.pop_front() {
+                fs::remove_file(&seg.path).map_err(|e| Error::io("remove", &seg.path, e))?;
+                removed = true;
+            }
+        }
+        if removed {
+            fsync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// How many segment files the WAL uses now.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+fn check_snapshot_input(meta: &SnapshotMeta, data: &Bytes) -> Result<()> {
+    let c = &meta.conf;
+    let members = c.voters.len() + c.learners.len() + c.voters_outgoing.len();
+    if members > limits::CONF_MEMBERS_MAX {
+        return Err(Error::Invalid(format!(
+            "configuration of {members} ids; the limit is {}",
+            limits::CONF_MEMBERS_MAX
+        )));
+    }
+    if data.len() as u64 > limits::SNAPSHOT_SIZE_MAX {
+        return Err(Error::Invalid(format!(
+            "snapshot of {} bytes; the limit is {}",
+            data.len(),
+            limits::SNAPSHOT_SIZE_MAX
+        )));
+    }
+    Ok(())
+}
+
+impl LogStore for Wal {
+    fn initial_state(&self) -> StorageResult<(HardState, ConfState)> {
+        self.check_poison()?;
+        Ok((self.hard_state, self.snap.conf.clone()))
+    }
+
+    fn first_index(&self) -> Index {
+        Wal::first_index(self)
+    }
+
+    fn last_index(&self) -> Index {
+        Wal::last_index(self)
+    }
+
+    fn term(&self, index: Index) -> StorageResult<Term> {
+        Ok(Wal::term(self, index)?)
+    }
+
+    fn entries(&self, lo: Index, hi: Index, max_bytes: u64) -> StorageResult<Vec<Entry>> {
+        Ok(Wal::entries(self, lo, hi, max_bytes)?)
+    }
+
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        Wal::snapshot_meta(self)
+    }
+
+    fn snapshot(&self) -> StorageResult<Snapshot> {
+        Ok(Wal::snapshot(self)?)
+    }
+
+    fn append(&mut self, entries: &[Entry]) -> StorageResult<()> {
+        Ok(Wal::append(self, entries)?)
+    }
+
+    fn save_hard_state(&mut self, hs: &HardState) -> StorageResult<()> {
+        Ok(Wal::save_hard_state(self, hs)?)
+    }
+
+    fn sync(&mut self) -> StorageResult<()> {
+        Ok(Wal::sync(self)?)
+    }
+
+    fn compact(&mut self, meta: SnapshotMeta, data: Bytes) -> StorageResult<()> {
+        Ok(Wal::compact(self, meta, data)?)
+    }
+
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> StorageResult<()> {
+        Ok(Wal::install_snapshot(self, snapshot)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::EntryKind;
+
+    fn entry(index: Index, term: Term) -> Entry {
+        Entry {
+            index,
+            term,
+            kind: EntryKind::Normal,
+            data: Bytes::from(format!("e{index}t{term}")),
+        }
+    }
+
+    #[test]
+    fn failed_fsync_poisons_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+        wal.append(&[entry(1, 1)]).unwrap();
+        wal.fail_next_sync = true;
+        assert!(matches!(wal.sync(), Err(Error::Io { .. })));
+        wal.fail_next_sync = false;
+        // No retry-and-continue: every later call fails.
+        assert!(matches!(wal.sync(), Err(Error::Poisoned(_))));
+        assert!(matches!(
+            wal.append(&[entry(2, 1)]),
+            Err(Error::Poisoned(_))
+        ));
+        assert!(matches!(
+            wal.entries(1, 2, u64::MAX),
+            Err(Error::Poisoned(_))
+        ));
+        assert!(matches!(wal.term(1), Err(Error::Poisoned(_))));
+        assert!(wal.is_poisoned());
+    }
+
+    #[test]
+    fn second_open_of_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+        assert!(matches!(
+            Wal::open(dir.path(), Options::default()),
+            Err(Error::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn mark_durable_is_clamped_by_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+        wal.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        let h = wal.sync_handle().unwrap();
+        assert_eq!(h.index(), 10);
+        // The log is overwritten from 6 while the sync runs.
+        wal.append(&[entry(6, 2)]).unwrap();
+        let done = std::thread::spawn(move || h.sync())
+            .join()
+            .unwrap()
+            .unwrap();
+        wal.mark_durable(done).unwrap();
+        assert_eq!(wal.durable_index(), 5);
+        wal.sync().unwrap();
+        assert_eq!(wal.durable_index(), 6);
+    }
+}
