@@ -328,7 +328,7 @@ fn case_long_run(h: &mut dyn DynHarness) {
         h.s().append(&batch).unwrap();
         model.truncate((from - first) as usize);
         model.extend(batch);
-        if step % 5 == 0 {
+        if step.is_multiple_of(5) {
             h.s().sync().unwrap();
         }
         if step % 40 == 39 {

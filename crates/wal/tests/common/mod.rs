@@ -21,7 +21,7 @@ pub fn entry(index: Index, term: Term, nonce: u64, size: usize) -> Entry {
     Entry {
         index,
         term,
-        kind: if index % 7 == 0 {
+        kind: if index.is_multiple_of(7) {
             EntryKind::ConfChange
         } else {
             EntryKind::Normal
