@@ -1,1 +1,147 @@
-//! TODO
+//! Invariants of one node, checked after every input in debug builds and by
+//! the simulator: a violation points at the step that broke it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::limits;
+use crate::node::{RawNode, RoleState};
+use crate::storage::LogStore;
+use crate::types::{Entry, Index, NodeId, Term};
+
+/// What the checker remembers between checks.
+#[derive(Debug, Default)]
+pub(crate) struct InvariantState {
+    last_term: Term,
+    last_commit: Index,
+    /// The leader this node saw in each recent term.
+    leaders: BTreeMap<Term, NodeId>,
+    /// (index, term, hash of data) of the most recent committed entries.
+    committed: VecDeque<(Index, Term, u64)>,
+}
+
+/// FNV-1a over the entry's data; enough to notice a changed entry.
+pub(crate) fn hash(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl InvariantState {
+    /// Remembers committed entries handed out for applying.
+    pub(crate) fn record_committed(&mut self, entries: &[Entry]) {
+        for e in entries {
+            self.committed.push_back((e.index, e.term, hash(&e.data)));
+        }
+        while self.committed.len() > limits::COMMITTED_HASH_WINDOW_MAX {
+            self.committed.pop_front();
+        }
+    }
+}
+
+impl<S: LogStore> RawNode<S> {
+    pub(crate) fn check_invariants_inner(&mut self) -> Result<(), String> {
+        let log = &self.log;
+        let last = log.last_index();
+        let c = &mut self.checker;
+        if self.term < c.last_term {
+            return Err(format!(
+                "term went back from {} to {}",
+                c.last_term, self.term
+            ));
+        }
+        c.last_term = self.term;
+        if log.commit < c.last_commit {
+            return Err(format!(
+                "commit went back from {} to {}",
+                c.last_commit, log.commit
+            ));
+        }
+        c.last_commit = log.commit;
+        if log.commit > last {
+            return Err(format!("commit {} beyond last index {last}", log.commit));
+        }
+        if !(log.applied <= log.applying && log.applying <= log.commit) {
+            return Err(format!(
+                "applied {} <= applying {} <= commit {} does not hold",
+                log.applied, log.applying, log.commit
+            ));
+        }
+        if log.offset == 0 || log.offset > last + 1 || log.handed + 1 < log.offset {
+            return Err(format!(
+                "unstable offset {} handed {} last {last}",
+                log.offset, log.handed
+            ));
+        }
+        for (i, e) in log.unstable.iter().enumerate() {
+            if e.index != log.offset + i as Index {
+                return Err(format!("unstable entry {} at offset {i}", e.index));
+            }
+        }
+        if let Some(leader) = self.leader {
+            match c.leaders.get(&self.term) {
+                Some(l) if *l != leader => {
+                    return Err(format!(
+                        "two leaders in term {}: {l} and {leader}",
+                        self.term
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    c.leaders.insert(self.term, leader);
+                    while c.leaders.len() > limits::COMMITTED_HASH_WINDOW_MAX {
+                        c.leaders.pop_first();
+                    }
+                }
+            }
+        }
+        match &self.role {
+            RoleState::Candidate(_) if self.vote != Some(self.id) => {
+                return Err(format!("candidate voted for {:?}", self.vote));
+            }
+            RoleState::Leader(l) => {
+                if self.leader != Some(self.id) {
+                    return Err(format!("leader thinks the leader is {:?}", self.leader));
+                }
+                for (id, p) in &l.progress {
+                    if p.match_index > last || p.next_index <= p.match_index {
+                        return Err(format!(
+                            "progress of {id}: match {} next {} last {last}",
+                            p.match_index, p.next_index
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let conf = self.membership.current();
+        if !conf.voters_outgoing.is_empty() {
+            return Err("joint configuration in use".into());
+        }
+        if !conf.voters.is_disjoint(&conf.learners) {
+            return Err(format!("voter and learner at once: {conf:?}"));
+        }
+        let first = log.first_index();
+        for (index, term, h) in c.committed.iter().copied() {
+            if index < first || index > last {
+                continue;
+            }
+            let got = log
+                .entries(index, index + 1, u64::MAX)
+                .map_err(|e| e.to_string())?;
+            match got.first() {
+                Some(e) if e.term == term && hash(&e.data) == h => {}
+                Some(e) => {
+                    return Err(format!(
+                        "committed entry {index}@{term} changed to {}@{}",
+                        e.index, e.term
+                    ))
+                }
+                None => return Err(format!("committed entry {index} is missing")),
+            }
+        }
+        Ok(())
+    }
+}

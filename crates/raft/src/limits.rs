@@ -47,7 +47,7 @@ pub const MEMBERS_MAX: usize = 256;
 pub const COMMITTED_HASH_WINDOW_MAX: usize = 64;
 
 /// Most heartbeat rounds whose send tick the leader remembers (for leases).
-pub const READ_ROUNDS_REMEMBERED_MAX: usize = 64;
+pub const READS_ROUNDS_REMEMBERED_MAX: usize = 64;
 
 /// Largest election timeout, in ticks.
 pub const ELECTION_TIMEOUT_TICKS_MAX: u64 = 1_000_000;

@@ -2,49 +2,168 @@
 
 use bytes::Bytes;
 
+use crate::candidate::Votes;
 use crate::confchange::ConfChange;
 use crate::config::Config;
-use crate::error::{ProposeError, Result};
-use crate::message::Message;
-use crate::ready::{Ready, Status};
+use crate::error::{Error, ProposeError, Result};
+use crate::invariants::InvariantState;
+use crate::leader::LeaderState;
+use crate::limits;
+use crate::log::RaftLog;
+use crate::membership::Membership;
+use crate::message::{Message, MessageBody, ReadState};
+use crate::ready::{Ready, Role, SoftState, Status};
+use crate::rng::SplitMix64;
 use crate::storage::LogStore;
-use crate::types::{Index, NodeId, Term};
+use crate::types::{EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
+
+/// The role a node plays, with the state only that role has.
+pub(crate) enum RoleState {
+    Follower,
+    PreCandidate(Votes),
+    Candidate(Votes),
+    Leader(Box<LeaderState>),
+}
 
 /// One Raft node, driven from outside. See the crate docs for the contract.
 pub struct RawNode<S: LogStore> {
-    pub(crate) store: S,
+    pub(crate) id: NodeId,
     pub(crate) config: Config,
+    pub(crate) rng: SplitMix64,
+    pub(crate) log: RaftLog<S>,
+    pub(crate) membership: Membership,
+    /// The paper's `currentTerm` and `votedFor`.
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) role: RoleState,
+    /// Ticks since the last election timer reset (followers, candidates) or
+    /// since the last check-quorum (leader).
+    pub(crate) election_elapsed: u64,
+    pub(crate) randomized_election_timeout: u64,
+    /// Ticks since the node started.
+    pub(crate) ticks: u64,
+    /// A node restarted with lease reads on refuses votes for an election
+    /// timeout: it may have acknowledged a leader's lease before the crash.
+    pub(crate) votes_blocked_ticks: u64,
+    pub(crate) msgs: Vec<Message>,
+    pub(crate) msgs_persisted: Vec<Message>,
+    pub(crate) read_states: Vec<ReadState>,
+    /// On restart with `applied` below the snapshot: the snapshot the state
+    /// machine must restore first.
+    pub(crate) startup_snapshot: Option<Snapshot>,
+    prev_soft: SoftState,
+    prev_hard: HardState,
+    ready_number: u64,
+    outstanding: Option<u64>,
+    pub(crate) checker: InvariantState,
 }
 
 impl<S: LogStore> RawNode<S> {
     /// A node that starts from what `store` holds (hard state, snapshot,
     /// log), as a follower. `config.applied` is where the state machine
-    /// stands.
+    /// stands; if it is below the store's snapshot, the first Ready carries
+    /// that snapshot for the state machine to restore.
     ///
     /// # Errors
     /// `Error::Config` for a bad config or an `applied` index beyond the
     /// log; `Error::Storage` if the store cannot be read.
     pub fn new(config: Config, store: S) -> Result<Self> {
         config.validate()?;
-        let _ = store;
-        todo!()
+        let (hs, conf) = store.initial_state()?;
+        let snap_meta = store.snapshot_meta();
+        let last = store.last_index();
+        if config.applied > last {
+            return Err(Error::Config(format!(
+                "applied index {} is beyond the last log index {last}",
+                config.applied
+            )));
+        }
+        let startup_snapshot = if config.applied < snap_meta.index {
+            Some(store.snapshot()?)
+        } else {
+            None
+        };
+        let applied = config.applied.max(snap_meta.index);
+        let commit = hs.commit.max(applied).min(last);
+        let mut membership = Membership::new(snap_meta.index, conf);
+        // Replay the configuration entries after the snapshot.
+        let mut next = store.first_index();
+        while next <= last {
+            let batch = store.entries(next, last + 1, limits::BYTES_PER_APPEND_MAX)?;
+            let Some(l) = batch.last() else { break };
+            next = l.index + 1;
+            let changes: Vec<_> = batch
+                .into_iter()
+                .filter(|e| e.kind == EntryKind::ConfChange)
+                .collect();
+            for e in &changes {
+                membership.on_append(std::slice::from_ref(e));
+            }
+        }
+        let votes_blocked_ticks = if config.lease_read && hs.term > 0 {
+            config.election_timeout_ticks_min
+        } else {
+            0
+        };
+        let mut node = RawNode {
+            id: config.id,
+            rng: SplitMix64::new(config.seed),
+            log: RaftLog::new(store, commit, applied),
+            membership,
+            term: hs.term,
+            vote: hs.vote,
+            leader: None,
+            role: RoleState::Follower,
+            election_elapsed: 0,
+            randomized_election_timeout: 0,
+            ticks: 0,
+            votes_blocked_ticks,
+            msgs: Vec::new(),
+            msgs_persisted: Vec::new(),
+            read_states: Vec::new(),
+            startup_snapshot,
+            prev_soft: SoftState {
+                role: Role::Follower,
+                leader: None,
+            },
+            prev_hard: hs,
+            ready_number: 0,
+            outstanding: None,
+            checker: InvariantState::default(),
+            config,
+        };
+        node.reset_election_timer();
+        node.debug_check();
+        Ok(node)
     }
 
     /// Advances time by one tick: followers and candidates count towards an
     /// election timeout, the leader towards its next heartbeat and its
     /// check-quorum.
     pub fn tick(&mut self) {
-        todo!()
+        self.ticks += 1;
+        self.votes_blocked_ticks = self.votes_blocked_ticks.saturating_sub(1);
+        if self.is_leader() {
+            self.tick_leader();
+        } else {
+            self.election_elapsed += 1;
+            if self.election_elapsed >= self.randomized_election_timeout && self.is_promotable() {
+                self.start_election(false);
+            }
+        }
+        self.debug_check();
     }
 
-    /// Handles a message from a peer. Messages for another node, from an
-    /// unknown sender or stale ones are ignored.
+    /// Handles a message from a peer. Messages for another node or stale
+    /// ones are ignored.
     ///
     /// # Errors
     /// `Error::Storage` if the store fails; the node must then stop.
     pub fn step(&mut self, msg: Message) -> Result<()> {
-        let _ = msg;
-        todo!()
+        let r = self.step_message(msg);
+        self.debug_check();
+        r
     }
 
     /// Appends `data` as a new entry if this node is the leader, and returns
@@ -55,8 +174,9 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// A [`ProposeError`] if the proposal is refused; nothing was appended.
     pub fn propose(&mut self, data: Bytes) -> std::result::Result<(Index, Term), ProposeError> {
-        let _ = data;
-        todo!()
+        let r = self.propose_entry(EntryKind::Normal, data);
+        self.debug_check();
+        r
     }
 
     /// Proposes a membership change (see [`crate::membership`]), which takes
@@ -69,8 +189,9 @@ impl<S: LogStore> RawNode<S> {
         &mut self,
         cc: ConfChange,
     ) -> std::result::Result<(Index, Term), ProposeError> {
-        let _ = cc;
-        todo!()
+        let r = self.propose_conf_change_leader(cc);
+        self.debug_check();
+        r
     }
 
     /// Asks for a linearizable read. The answer is a [`ReadState`] with
@@ -82,11 +203,20 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// `Error::NoLeader` on a follower that knows no leader,
     /// `Error::TooManyReads` when too many reads wait.
-    ///
-    /// [`ReadState`]: crate::ReadState
     pub fn read_index(&mut self, ctx: u64) -> Result<()> {
-        let _ = ctx;
-        todo!()
+        let r = if self.is_leader() {
+            self.leader_read(ctx, self.id)
+        } else {
+            match self.leader {
+                Some(l) if l != self.id => {
+                    self.send(l, MessageBody::ReadIndex { ctx });
+                    Ok(())
+                }
+                _ => Err(Error::NoLeader),
+            }
+        };
+        self.debug_check();
+        r
     }
 
     /// Hands leadership to voter `to`: the leader catches it up, then tells
@@ -96,27 +226,106 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// `Error::NotLeader`, or `Error::NotVoter` if `to` is not a voter.
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<()> {
-        let _ = to;
-        todo!()
+        let r = self.start_transfer(to);
+        self.debug_check();
+        r
     }
 
-    /// Starts an election now (with pre-vote if configured).
+    /// Starts an election now (with pre-vote if configured). A leader
+    /// ignores it.
     ///
     /// # Errors
     /// `Error::NotVoter` if this node is not a voter.
     pub fn campaign(&mut self) -> Result<()> {
-        todo!()
+        if !self.is_promotable() {
+            return Err(Error::NotVoter(self.id));
+        }
+        if !self.is_leader() {
+            self.start_election(false);
+        }
+        self.debug_check();
+        Ok(())
     }
 
-    /// Whether a [`Ready`] has something to do.
+    /// Whether a [`Ready`] has something to do. False while a Ready is
+    /// outstanding (not yet given back to `advance`).
     pub fn has_ready(&self) -> bool {
-        todo!()
+        if self.outstanding.is_some() {
+            return false;
+        }
+        self.soft_state() != self.prev_soft
+            || self.hard_state() != self.prev_hard
+            || self.startup_snapshot.is_some()
+            || (self.log.pending_snapshot.is_some() && !self.log.snapshot_handed)
+            || !self.log.entries_to_hand().is_empty()
+            || !self.msgs.is_empty()
+            || !self.msgs_persisted.is_empty()
+            || !self.read_states.is_empty()
+            || self.log.commit.min(self.log.last_index()) > self.log.applying
+            || self.read_round_wanted()
     }
 
     /// Takes the next [`Ready`]. Call [`RawNode::advance`] with it once it
-    /// is handled, before calling `ready` again.
+    /// is handled, before calling `ready` again (a second call before then
+    /// returns an empty Ready).
     pub fn ready(&mut self) -> Ready {
-        todo!()
+        if self.outstanding.is_some() {
+            return Ready::default();
+        }
+        self.flush_read_round();
+        self.ready_number += 1;
+        let mut rd = Ready {
+            number: self.ready_number,
+            ..Ready::default()
+        };
+        let soft = self.soft_state();
+        if soft != self.prev_soft {
+            rd.soft_state = Some(soft);
+            self.prev_soft = soft;
+        }
+        let hard = self.hard_state();
+        if hard != self.prev_hard {
+            rd.hard_state = Some(hard);
+            self.prev_hard = hard;
+        }
+        if let Some(s) = self.startup_snapshot.take() {
+            self.log.applying = self.log.applying.max(s.meta.index);
+            rd.snapshot = Some(s);
+        } else if let (Some(s), false) = (&self.log.pending_snapshot, self.log.snapshot_handed) {
+            self.log.snapshot_handed = true;
+            self.log.applying = self.log.applying.max(s.meta.index);
+            rd.snapshot = Some(s.clone());
+        }
+        rd.entries = self.log.entries_to_hand().to_vec();
+        if let Some(last) = rd.entries.last() {
+            self.log.handed = last.index;
+            rd.stable_to = Some((last.index, last.term));
+        }
+        // Everything up to the last index is durable once this Ready is
+        // handled (step 4 comes before step 5), so committed entries up to
+        // there may be applied.
+        let hi = self.log.commit.min(self.log.last_index());
+        if hi > self.log.applying {
+            // A store that cannot be read now is retried on the next Ready;
+            // a broken store fails the next step loudly.
+            if let Ok(ents) = self.log.entries(
+                self.log.applying + 1,
+                hi + 1,
+                limits::COMMITTED_BYTES_PER_READY_MAX,
+            ) {
+                if let Some(l) = ents.last() {
+                    self.log.applying = l.index;
+                }
+                self.checker.record_committed(&ents);
+                rd.committed_entries = ents;
+            }
+        }
+        rd.applied_to = self.log.applying;
+        rd.messages = std::mem::take(&mut self.msgs);
+        rd.persisted_messages = std::mem::take(&mut self.msgs_persisted);
+        rd.read_states = std::mem::take(&mut self.read_states);
+        self.outstanding = Some(rd.number);
+        rd
     }
 
     /// Tells the node that `ready` was handled: everything in it is durable
@@ -126,8 +335,30 @@ impl<S: LogStore> RawNode<S> {
     /// `Error::ReadyMisuse` for a Ready that is not the outstanding one;
     /// `Error::Storage` if the store fails.
     pub fn advance(&mut self, ready: Ready) -> Result<()> {
-        let _ = ready;
-        todo!()
+        if ready.number == 0 {
+            return Ok(());
+        }
+        if self.outstanding != Some(ready.number) {
+            return Err(Error::ReadyMisuse(format!(
+                "advance of Ready #{} but #{:?} is outstanding",
+                ready.number, self.outstanding
+            )));
+        }
+        self.outstanding = None;
+        if let Some(s) = &ready.snapshot {
+            self.log.snapshot_installed(s.meta.index, s.meta.term);
+        }
+        if let Some((index, term)) = ready.stable_to {
+            self.log.stable_to(index, term);
+        }
+        self.log.applied = self.log.applied.max(ready.applied_to);
+        if self.is_leader() {
+            // The leader's own copy is durable now: it may complete a
+            // majority (durable-ack counting).
+            self.leader_maybe_commit()?;
+        }
+        self.debug_check();
+        Ok(())
     }
 
     /// Records a snapshot of the state machine at `index` (at most the
@@ -137,23 +368,71 @@ impl<S: LogStore> RawNode<S> {
     /// `Error::Compact` if `index` is beyond the applied index or below the
     /// current snapshot; `Error::Storage` if the store fails.
     pub fn compact(&mut self, index: Index, data: Bytes) -> Result<()> {
-        let _ = (index, data);
-        todo!()
+        let bad = |reason: &str| {
+            Err(Error::Compact {
+                index,
+                reason: reason.to_string(),
+            })
+        };
+        if index > self.log.applied {
+            return bad("beyond the applied index");
+        }
+        if index >= self.log.offset || self.log.pending_snapshot.is_some() {
+            return bad("not yet durable in the log store");
+        }
+        if index < self.log.snapshot_index() {
+            return bad("below the current snapshot");
+        }
+        if index == self.log.snapshot_index() {
+            return Ok(());
+        }
+        let Some(term) = self.log.term(index)? else {
+            return bad("not in the log");
+        };
+        let meta = SnapshotMeta {
+            index,
+            term,
+            conf: self.membership.conf_at(index).clone(),
+        };
+        self.log.store.compact(meta, data)?;
+        self.membership.compact(index);
+        self.debug_check();
+        Ok(())
     }
 
     /// The node's state.
     pub fn status(&self) -> Status {
-        todo!()
+        let (progress, transferee) = match &self.role {
+            RoleState::Leader(l) => (
+                l.progress.iter().map(|(id, p)| (*id, p.status())).collect(),
+                l.transferee,
+            ),
+            _ => (Default::default(), None),
+        };
+        Status {
+            id: self.id,
+            role: self.role(),
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit: self.log.commit,
+            applied: self.log.applied,
+            last_index: self.log.last_index(),
+            snapshot_index: self.log.snapshot_index(),
+            conf: self.membership.current().clone(),
+            progress,
+            transferee,
+        }
     }
 
     /// The log store.
     pub fn store(&self) -> &S {
-        &self.store
+        &self.log.store
     }
 
     /// The log store, for handling a Ready.
     pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
+        &mut self.log.store
     }
 
     /// Checks the node's internal invariants (commit within the log and
@@ -164,6 +443,125 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// A description of the first violated invariant.
     pub fn check_invariants(&mut self) -> std::result::Result<(), String> {
-        todo!()
+        self.check_invariants_inner()
+    }
+
+    // ---- helpers shared by the roles ----
+
+    pub(crate) fn role(&self) -> Role {
+        match self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::PreCandidate(_) => Role::PreCandidate,
+            RoleState::Candidate(_) => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        matches!(self.role, RoleState::Leader(_))
+    }
+
+    /// Whether this node may become leader: it is a voter.
+    pub(crate) fn is_promotable(&self) -> bool {
+        self.membership.current().voters.contains(&self.id)
+    }
+
+    fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.role(),
+            leader: self.leader,
+        }
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.commit,
+        }
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.randomized_election_timeout = self.rng.range(
+            self.config.election_timeout_ticks_min,
+            self.config.election_timeout_ticks_max,
+        );
+    }
+
+    /// Queues a message in this node's current term.
+    pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
+        let term = self.term;
+        self.send_with_term(to, term, body);
+    }
+
+    /// Queues a message. The leader's replication traffic may go out before
+    /// the Ready is durable; everything else waits for the sync.
+    pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        let immediate = self.is_leader()
+            && matches!(
+                body,
+                MessageBody::AppendEntries { .. }
+                    | MessageBody::Heartbeat { .. }
+                    | MessageBody::InstallSnapshot { .. }
+                    | MessageBody::TimeoutNow
+                    | MessageBody::ReadIndexResponse { .. }
+            );
+        let m = Message {
+            from: self.id,
+            to,
+            term,
+            body,
+        };
+        if immediate {
+            self.msgs.push(m);
+        } else {
+            self.msgs_persisted.push(m);
+        }
+    }
+
+    fn debug_check(&mut self) {
+        #[cfg(debug_assertions)]
+        if let Err(e) = self.check_invariants() {
+            panic!("raft node {}: invariant violated: {e}", self.id);
+        }
+    }
+
+    /// Appends entries to the log and lets the configuration follow.
+    pub(crate) fn append_to_log(&mut self, entries: &[crate::types::Entry]) {
+        self.log.append(entries);
+        self.membership.on_append(entries);
+    }
+
+    fn propose_conf_change_leader(
+        &mut self,
+        cc: ConfChange,
+    ) -> std::result::Result<(Index, Term), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.log.term(self.log.commit).ok().flatten() != Some(self.term) {
+            return Err(ProposeError::ConfChangeNotAllowed(
+                "the leader has not committed an entry of its term yet".into(),
+            ));
+        }
+        if self.membership.current_index() > self.log.commit {
+            return Err(ProposeError::ConfChangeNotAllowed(format!(
+                "the change at index {} is not committed yet",
+                self.membership.current_index()
+            )));
+        }
+        crate::membership::apply(self.membership.current(), &cc)
+            .map_err(ProposeError::InvalidConfChange)?;
+        if cc.context.len() > limits::CONF_CHANGE_CONTEXT_BYTES_MAX {
+            return Err(ProposeError::InvalidConfChange(format!(
+                "context of {} bytes exceeds {}",
+                cc.context.len(),
+                limits::CONF_CHANGE_CONTEXT_BYTES_MAX
+            )));
+        }
+        self.propose_entry(EntryKind::ConfChange, cc.encode())
     }
 }

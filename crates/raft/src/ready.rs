@@ -63,6 +63,8 @@ pub struct Ready {
     pub(crate) number: u64,
     /// Last unstable entry handed out: (index, term).
     pub(crate) stable_to: Option<(Index, Term)>,
+    /// The applied index once this Ready's committed entries are applied.
+    pub(crate) applied_to: Index,
 }
 
 impl Ready {
