@@ -236,10 +236,12 @@ pub fn scan(file: &DataFile, tolerate_torn_tail: bool) -> Result<Scan> {
                 })
             }
             Ok(None) => {
+                // Every record is whole, but the batch's last one is
+                // missing: the damage is at the end of the file.
                 break BadRecord {
-                    offset: batch_start,
+                    offset: reader.pos,
                     reason: "unfinished write batch",
-                }
+                };
             }
             Err(bad) => break bad,
         }

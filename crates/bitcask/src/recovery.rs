@@ -157,7 +157,9 @@ pub fn open(dir: &Path, options: Options) -> Result<Bitcask> {
             let before = loaded.len();
             match load_hint(&path, &bytes, id, len, &mut loaded) {
                 Ok(()) => from_hint = true,
-                Err(Error::Corrupt { .. }) => {
+                // A hint file is derived data: any damage, even to its
+                // version field, means scanning the data file instead.
+                Err(Error::Corrupt { .. } | Error::UnsupportedVersion { .. }) => {
                     loaded.truncate(before);
                     report.hints_rebuilt.push(path);
                 }
