@@ -11,8 +11,9 @@
 //! use bitcask::MemEngine;
 //! use kv::{Applied, Command, Reply, Request, StateMachine};
 //! use raft::{Entry, EntryKind};
+//! use std::sync::Arc;
 //!
-//! let mut sm = StateMachine::<MemEngine>::open(MemEngine::new()).unwrap();
+//! let mut sm = StateMachine::open(Arc::new(MemEngine::new())).unwrap();
 //! let put = Request::without_session(Command::Put {
 //!     key: b"greeting".to_vec(),
 //!     value: b"hello".to_vec(),

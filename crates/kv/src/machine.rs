@@ -270,7 +270,7 @@ impl<E: Engine> Tx<'_, E> {
 impl<E: Engine> StateMachine<E> {
     /// Opens the state machine stored in `engine` with the default session
     /// limits.
-    pub fn open(engine: impl Into<Arc<E>>) -> Result<Self, FatalError> {
+    pub fn open(engine: Arc<E>) -> Result<Self, FatalError> {
         Self::open_with(engine, SessionLimits::default())
     }
 
@@ -279,8 +279,7 @@ impl<E: Engine> StateMachine<E> {
     /// interrupted, the state machine opens with
     /// [`restore_pending`](Self::restore_pending) set, and refuses to apply
     /// or read until a snapshot is restored.
-    pub fn open_with(engine: impl Into<Arc<E>>, limits: SessionLimits) -> Result<Self, FatalError> {
-        let engine: Arc<E> = engine.into();
+    pub fn open_with(engine: Arc<E>, limits: SessionLimits) -> Result<Self, FatalError> {
         let limits = SessionLimits {
             sessions_max: limits.sessions_max.max(1),
             ..limits

@@ -108,6 +108,31 @@ impl<E: Engine> Driver<E> {
         self.sm = StateMachine::open_with(Arc::clone(&self.engine), self.limits).unwrap();
     }
 
+    /// Drops the state machine and the engine, then opens the state machine
+    /// over the engine `open` returns (e.g. the same directory reopened),
+    /// keeping the log.
+    pub fn reopened(self, open: impl FnOnce() -> Arc<E>) -> Self {
+        let Driver {
+            sm,
+            engine,
+            log,
+            limits,
+        } = self;
+        drop(sm);
+        drop(engine);
+        let mut d = Driver::with_limits(open(), limits);
+        d.log = log;
+        d
+    }
+
+    /// Applies every log entry again (as after a restart) and checks each
+    /// one is skipped or, above the applied index, applied.
+    pub fn replay(&mut self) {
+        for entry in self.log.clone() {
+            self.sm.apply(&entry).unwrap();
+        }
+    }
+
     pub fn value(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.sm.get(key).unwrap().map(|kv| kv.value)
     }
