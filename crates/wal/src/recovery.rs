@@ -125,6 +125,9 @@ pub(crate) struct Replay {
     /// `locs[i]` is the entry at index `base + 1 + i`.
     pub base: Index,
     pub locs: VecDeque<Loc>,
+    /// Segments holding the latest hard-state and snapshot records (0: none).
+    pub hs_seq: u64,
+    pub snap_seq: u64,
 }
 
 impl Replay {
@@ -147,8 +150,12 @@ impl Replay {
                 }
                 self.locs.push_back(loc);
             }
-            Record::HardState(hs) => self.hard_state = hs,
+            Record::HardState(hs) => {
+                self.hard_state = hs;
+                self.hs_seq = loc.seq;
+            }
             Record::Snapshot(s) => {
+                self.snap_seq = loc.seq;
                 self.drop_through(s.meta.index, s.clear_log);
                 self.snap = s.meta;
                 self.snap_file = Some(s.file);

@@ -90,6 +90,10 @@ pub struct Wal {
     snap_file: Option<SnapFile>,
     next_snap_seq: u64,
     hard_state: HardState,
+    /// Segments holding the latest hard-state and snapshot records (0: none
+    /// written); they must not be deleted before the records are copied.
+    hs_seq: u64,
+    snap_seq: u64,
     /// `locs[i]` is the entry at index `snap.index + 1 + i`.
     locs: VecDeque<Loc>,
     /// The last `cache.len()` entries of the log.
@@ -227,6 +231,8 @@ impl Wal {
             snap_file: replay.snap_file,
             next_snap_seq: rec.next_snap_seq,
             hard_state: replay.hard_state,
+            hs_seq: replay.hs_seq,
+            snap_seq: replay.snap_seq,
             locs: replay.locs,
             cache: VecDeque::new(),
             cache_bytes: 0,
@@ -641,10 +647,13 @@ impl Wal {
 
     /// Copies of the hard state and the snapshot record, into the buffer.
     fn write_state_copies(&mut self) {
-        if self.hard_state != HardState::default() {
+        let seq = self.active().seq;
+        if self.hard_state != HardState::default() || self.hs_seq != 0 {
             format::encode_hard_state(&mut self.buf, &self.hard_state);
+            self.hs_seq = seq;
         }
         if let Some(file) = self.snap_file {
+            self.snap_seq = seq;
             format::encode_snapshot(
                 &mut self.buf,
                 &SnapRecord {
@@ -719,6 +728,7 @@ impl Wal {
         let r = self.maybe_rotate(format::RECORD_HEADER_SIZE as u64 + 24);
         self.poison_on_err(r)?;
         self.hard_state = *hs;
+        self.hs_seq = self.active().seq;
         format::encode_hard_state(&mut self.buf, hs);
         Ok(())
     }
@@ -838,6 +848,7 @@ impl Wal {
         format::encode_snapshot(&mut rec_buf, &record);
         self.maybe_rotate(rec_buf.len() as u64 + format::RECORD_HEADER_SIZE as u64 + 24)?;
         self.buf.extend_from_slice(&rec_buf);
+        self.snap_seq = self.active().seq;
         let meta = record.meta;
 
         // The log in memory, as a replay of the record would leave it.
@@ -860,6 +871,7 @@ impl Wal {
         self.snap = meta;
         if let Some(hs) = hs.filter(|hs| *hs != self.hard_state) {
             self.hard_state = hs;
+            self.hs_seq = self.active().seq;
             format::encode_hard_state(&mut self.buf, &hs);
         }
         self.sync_active()?;
@@ -876,10 +888,21 @@ impl Wal {
 
     /// Delete the segments before the one holding the first entry (all but
     /// the active one if the log is empty); fsync the directory if any was.
-    /// Call only when the active segment is synced: its copies of the hard
-    /// state and snapshot records must be durable first.
+    /// If the latest hard-state or snapshot record lives in a segment to be
+    /// deleted (the active segment was started but its copies never reached
+    /// the disk before a crash), copy them into the active segment and sync
+    /// first.
     fn remove_obsolete_segments(&mut self) -> Result<bool> {
         let keep_from = self.locs.front().map_or(self.active().seq, |l| l.seq);
+        if self.segments.len() < 2 || self.segments[0].seq >= keep_from {
+            return Ok(false);
+        }
+        let hs_lost = self.hs_seq != 0 && self.hs_seq < keep_from;
+        let snap_lost = self.snap_seq != 0 && self.snap_seq < keep_from;
+        if hs_lost || snap_lost {
+            self.write_state_copies();
+            self.sync_active()?;
+        }
         let mut removed = false;
         while self.segments.len() > 1 && self.segments[0].seq < keep_from {
             if let Some(seg) = self.segments.pop_front() {

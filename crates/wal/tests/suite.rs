@@ -657,3 +657,39 @@ fn bad_options_are_refused() {
         Err(Error::Invalid(_))
     ));
 }
+
+#[test]
+fn state_records_survive_compaction_after_a_crash_right_after_rotation() {
+    // A crash right after a rotation leaves the new segment with only its
+    // header: the copies of the hard state and snapshot records that start
+    // every segment never reached the disk. Compaction then must not delete
+    // the segments holding the originals without copying them first.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open(dir.path(), small_opts());
+    let hs = HardState {
+        term: 3,
+        vote: Some(2),
+        commit: 1,
+    };
+    wal.compact(meta(0, 0, &[1, 2, 3]), Bytes::from("boot"))
+        .unwrap();
+    wal.save_hard_state(&hs).unwrap();
+    let before = wal.segment_count();
+    let mut next = 1;
+    while wal.segment_count() == before {
+        wal.append(&ents(next, next, 3, 0)).unwrap();
+        next += 1;
+    }
+    drop(wal); // no sync: the new segment holds only its header
+    let (mut wal, _) = open(dir.path(), small_opts());
+    assert!(wal.segment_count() >= 2);
+    let last = wal.last_index();
+    let term = wal.term(last).unwrap();
+    wal.compact(meta(last, term, &[1, 2, 3]), Bytes::from("later"))
+        .unwrap();
+    assert_eq!(wal.segment_count(), 1);
+    drop(wal);
+    let (wal, _) = open(dir.path(), small_opts());
+    assert_eq!(wal.hard_state(), hs);
+    assert_eq!(wal.snapshot_meta(), meta(last, term, &[1, 2, 3]));
+}

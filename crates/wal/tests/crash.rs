@@ -1,0 +1,344 @@
+//! Crash tests: a segment cut at every byte offset of its last records,
+//! single bit flips, and a writer process killed with SIGKILL.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{entry, open, Rng};
+use raft::{Entry, HardState, Index};
+use wal::{Error, Options, Wal};
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The state after each synced record: the segment's length then, the last
+/// index and the hard state.
+#[derive(Clone, Debug)]
+struct Checkpoint {
+    len: u64,
+    last: Index,
+    hs: HardState,
+}
+
+/// Write entries and hard states one record per sync into a single segment
+/// and note the file length after each. Returns the entries, checkpoints and
+/// the segment's path.
+fn write_recorded(dir: &Path, n: u64) -> (Vec<Entry>, Vec<Checkpoint>, PathBuf) {
+    let (mut wal, _) = open(dir, Options::default());
+    let seg = segment_files(dir)[0].clone();
+    let len = || std::fs::metadata(&seg).unwrap().len();
+    let mut written = Vec::new();
+    let mut hs = HardState::default();
+    let mut cps = vec![Checkpoint {
+        len: len(),
+        last: 0,
+        hs,
+    }];
+    for i in 1..=n {
+        let e = entry(i, 1 + i / 5, i, (i as usize * 13) % 70);
+        wal.append(std::slice::from_ref(&e)).unwrap();
+        wal.sync().unwrap();
+        written.push(e);
+        cps.push(Checkpoint {
+            len: len(),
+            last: i,
+            hs,
+        });
+        if i.is_multiple_of(4) {
+            hs = HardState {
+                term: 1 + i / 5,
+                vote: Some(i % 3 + 1),
+                commit: i - 1,
+            };
+            wal.save_hard_state(&hs).unwrap();
+            wal.sync().unwrap();
+            cps.push(Checkpoint {
+                len: len(),
+                last: i,
+                hs,
+            });
+        }
+    }
+    assert_eq!(segment_files(dir).len(), 1);
+    (written, cps, seg)
+}
+
+/// Open `dir` and check it holds exactly checkpoint `cp` of `written`.
+fn check_state(wal: &Wal, written: &[Entry], cp: &Checkpoint, what: &str) {
+    assert_eq!(wal.last_index(), cp.last, "{what}");
+    assert_eq!(wal.hard_state(), cp.hs, "{what}");
+    let got = wal.entries(1, cp.last + 1, u64::MAX).unwrap();
+    assert_eq!(got, written[..cp.last as usize].to_vec(), "{what}");
+}
+
+#[test]
+fn truncation_at_every_offset_of_the_last_records_recovers_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (written, cps, seg) = write_recorded(dir.path(), 24);
+    let original = std::fs::read(&seg).unwrap();
+    // The last eight records, and a cut into the header for good measure.
+    let from = cps[cps.len() - 9].len;
+    let mut cuts: Vec<u64> = (from..=original.len() as u64).collect();
+    cuts.push(31);
+    for cut in cuts {
+        std::fs::write(&seg, &original[..cut as usize]).unwrap();
+        let what = format!("cut at {cut}");
+        if cut < 32 {
+            // A segment header is written and fsynced before the segment is
+            // renamed into place: a cut header is damage, not a torn write.
+            assert!(
+                matches!(
+                    Wal::open(dir.path(), Options::default()),
+                    Err(Error::Corrupt { .. })
+                ),
+                "{what}"
+            );
+            continue;
+        }
+        let (wal, report) = open(dir.path(), Options::default());
+        let cp = cps.iter().rev().find(|c| c.len <= cut).unwrap();
+        check_state(&wal, &written, cp, &what);
+        match &report.torn_tail {
+            None => assert_eq!(
+                cp.len, cut,
+                "{what}: a cut inside a record must be reported"
+            ),
+            Some(t) => {
+                assert_eq!(
+                    (t.offset, t.bytes_dropped),
+                    (cp.len, cut - cp.len),
+                    "{what}"
+                );
+                assert!(report.to_string().contains("torn tail"), "{report}");
+            }
+        }
+        drop(wal);
+        // The cut was made permanent: a second open finds nothing torn.
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), cp.len, "{what}");
+        let (wal, report) = open(dir.path(), Options::default());
+        assert!(report.torn_tail.is_none(), "{what}");
+        check_state(&wal, &written, cp, &what);
+    }
+}
+
+#[test]
+fn single_bit_flips_are_detected_never_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (written, cps, seg) = write_recorded(dir.path(), 16);
+    let original = std::fs::read(&seg).unwrap();
+    let last_record = cps[cps.len() - 2].len as usize;
+    let before_last = &cps[cps.len() - 2];
+    let mut errors = 0;
+    let mut truncated = 0;
+    for byte in 0..original.len() {
+        // Every bit of the header and of the last two records; elsewhere
+        // two bits per byte, rotating (all bits of length fields are hit
+        // over neighbouring records).
+        let bits: Vec<u32> = if byte < 32 || byte >= cps[cps.len() - 3].len as usize {
+            (0..8).collect()
+        } else {
+            vec![(byte % 8) as u32, ((byte + 3) % 8) as u32]
+        };
+        for bit in bits {
+            let mut bytes = original.clone();
+            bytes[byte] ^= 1 << bit;
+            std::fs::write(&seg, &bytes).unwrap();
+            let what = format!("flip byte {byte} bit {bit}");
+            match Wal::open(dir.path(), Options::default()) {
+                Err(Error::Corrupt { offset, .. }) => {
+                    assert!(offset as usize <= byte, "{what}: reported at {offset}");
+                    errors += 1;
+                }
+                Err(Error::UnsupportedVersion { .. }) => {
+                    assert!((8..12).contains(&byte), "{what}");
+                    errors += 1;
+                }
+                Err(e) => panic!("{what}: unexpected error {e}"),
+                Ok((wal, report)) => {
+                    // Only a flip in the very last record may pass as a
+                    // torn write, and then that record is dropped.
+                    assert!(
+                        byte >= last_record,
+                        "{what}: accepted a damaged file ({report})"
+                    );
+                    assert!(report.torn_tail.is_some(), "{what}");
+                    check_state(&wal, &written, before_last, &what);
+                    truncated += 1;
+                }
+            }
+        }
+    }
+    eprintln!("bit flips: {errors} refused, {truncated} cut as torn tail");
+    assert!(errors > 1000);
+}
+
+#[test]
+fn bit_flips_in_an_earlier_segment_always_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = common::small_opts();
+    let (mut wal, _) = open(dir.path(), opts.clone());
+    let written: Vec<Entry> = (1..=40).map(|i| entry(i, 1, 0, 40)).collect();
+    wal.append(&written).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let segs = segment_files(dir.path());
+    assert!(segs.len() >= 3);
+    let victim = &segs[segs.len() - 2];
+    let original = std::fs::read(victim).unwrap();
+    for byte in 0..original.len() {
+        let bit = (byte * 5 % 8) as u32;
+        let mut bytes = original.clone();
+        bytes[byte] ^= 1 << bit;
+        std::fs::write(victim, &bytes).unwrap();
+        match Wal::open(dir.path(), opts.clone()) {
+            Err(Error::Corrupt { file, .. }) => assert_eq!(&file, victim),
+            Err(Error::UnsupportedVersion { .. }) => assert!((8..12).contains(&byte)),
+            other => panic!("flip byte {byte} bit {bit}: {:?}", other.map(|(_, r)| r)),
+        }
+    }
+    std::fs::write(victim, &original).unwrap();
+    let (wal, _) = open(dir.path(), opts);
+    assert_eq!(wal.entries(1, 41, u64::MAX).unwrap(), written);
+}
+
+// ---- SIGKILL ----------------------------------------------------------------
+
+const CHILD_ENV: &str = "WAL_SIGKILL_CHILD_DIR";
+const ENTRY_SIZE: usize = 100;
+
+fn kill_entry(index: Index) -> Entry {
+    entry(index, 1, 0xfeed, ENTRY_SIZE)
+}
+
+/// The child: append and sync forever, printing each durable index. It
+/// alternates between `sync` and a `SyncHandle` run on another thread,
+/// and compacts now and then, so kills land in rotations and deletions too.
+fn child(dir: &Path) -> ! {
+    let opts = Options {
+        segment_size_max: 16 * 1024,
+        ..Options::default()
+    };
+    let (mut wal, report) = open(dir, opts);
+    println!("opened {}", report.last_index);
+    let mut rng = Rng(std::process::id() as u64 | 1);
+    let mut round = 0u64;
+    loop {
+        round += 1;
+        let next = wal.last_index() + 1;
+        let n = 1 + rng.below(64);
+        let batch: Vec<Entry> = (next..next + n).map(kill_entry).collect();
+        wal.append(&batch).unwrap();
+        if round.is_multiple_of(2) {
+            wal.sync().unwrap();
+        } else {
+            let h = wal.sync_handle().unwrap();
+            let done = std::thread::spawn(move || h.sync())
+                .join()
+                .unwrap()
+                .unwrap();
+            wal.mark_durable(done).unwrap();
+        }
+        println!("durable {}", wal.durable_index());
+        if round.is_multiple_of(50) {
+            let to = wal.durable_index().saturating_sub(500);
+            if to > wal.snapshot_meta().index {
+                let meta = raft::SnapshotMeta {
+                    index: to,
+                    term: 1,
+                    conf: raft::ConfState::with_voters([1]),
+                };
+                wal.compact(meta, bytes::Bytes::from(format!("snap {to}")))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn sigkill_never_loses_a_durable_entry() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child(Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("sigkill test seed {seed}");
+    let mut rng = Rng(seed);
+    let exe = std::env::current_exe().unwrap();
+    let mut reported: Index = 0;
+    for kill in 0..6 {
+        let mut child = Command::new(&exe)
+            .args([
+                "sigkill_never_loses_a_durable_entry",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = line.strip_prefix("durable ") {
+                    let _ = tx.send(n.parse::<Index>().unwrap());
+                }
+            }
+        });
+        // Let it run a random while once it has started writing.
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("child writes");
+        reported = reported.max(first);
+        let until = Instant::now() + Duration::from_millis(20 + rng.below(250));
+        while Instant::now() < until {
+            if let Ok(n) = rx.recv_timeout(Duration::from_millis(1)) {
+                reported = reported.max(n);
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        while let Ok(n) = rx.try_recv() {
+            reported = reported.max(n);
+        }
+
+        let (wal, report) = open(dir.path(), Options::default());
+        eprintln!("kill {kill}: reported durable {reported}; {report}");
+        assert!(
+            wal.last_index() >= reported,
+            "lost durable entries: {report}"
+        );
+        let lo = wal.first_index();
+        assert!(lo <= reported + 1);
+        let got = wal.entries(lo, wal.last_index() + 1, u64::MAX).unwrap();
+        for e in &got {
+            assert_eq!(*e, kill_entry(e.index), "entry {} differs", e.index);
+        }
+        if wal.snapshot_meta().index > 0 {
+            let snap = wal.snapshot().unwrap();
+            assert_eq!(
+                snap.data,
+                bytes::Bytes::from(format!("snap {}", snap.meta.index))
+            );
+        }
+    }
+    assert!(reported > 0);
+}
