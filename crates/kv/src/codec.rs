@@ -3,8 +3,9 @@
 //!
 //! - `uvarint`: an unsigned LEB128 integer, 7 bits per byte, least
 //!   significant group first, high bit set on every byte but the last; at
-//!   most 10 bytes for a `u64`. Overlong forms that overflow 64 bits are
-//!   refused.
+//!   most 10 bytes for a `u64`. Only the shortest form is accepted (no
+//!   trailing zero groups), so every value has exactly one encoding; forms
+//!   that overflow 64 bits are refused.
 //! - `bytes`: a `uvarint` length followed by that many bytes.
 //! - `bool`: one byte, `0` or `1`; any other value is refused.
 //! - `u8`: one byte.
@@ -96,6 +97,11 @@ impl<'a> Reader<'a> {
             }
             v |= group << (7 * i);
             if b & 0x80 == 0 {
+                // A last byte of 0 after others is an overlong form: one
+                // value, one encoding.
+                if b == 0 && i > 0 {
+                    return Err(DecodeError::OverlongVarint { offset });
+                }
                 return Ok(v);
             }
         }
@@ -190,6 +196,18 @@ mod tests {
         assert!(matches!(
             Reader::new(&buf).uvarint(),
             Err(DecodeError::VarintOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn overlong_uvarint_refused() {
+        assert!(matches!(
+            Reader::new(&[0x80, 0x00]).uvarint(),
+            Err(DecodeError::OverlongVarint { .. })
+        ));
+        assert!(matches!(
+            Reader::new(&[0x81, 0x80, 0x00]).uvarint(),
+            Err(DecodeError::OverlongVarint { .. })
         ));
     }
 

@@ -33,7 +33,7 @@ pub enum Command {
     /// Removes `key`; with `prev_kv`, the reply carries the removed one.
     Delete { key: Vec<u8>, prev_kv: bool },
     /// Removes every key in `start..end`. An empty `end` means "to the end
-    /// of the key space"; see [`prefix_end`](crate::prefix_end) for prefix
+    /// of the key space"; see [`prefix_end`] for prefix
     /// deletes.
     DeleteRange { start: Vec<u8>, end: Vec<u8> },
     /// Appends `value` to the key's value, creating the key if absent.

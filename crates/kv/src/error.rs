@@ -25,6 +25,9 @@ pub enum DecodeError {
     /// A varint longer than 10 bytes or above `u64::MAX`.
     #[error("varint overflows u64 at offset {offset}")]
     VarintOverflow { offset: u64 },
+    /// A varint in a longer form than needed (a trailing zero group).
+    #[error("overlong varint at offset {offset}")]
+    OverlongVarint { offset: u64 },
     /// A bool byte other than 0 or 1.
     #[error("invalid bool byte {value} at offset {offset}")]
     InvalidBool { offset: u64, value: u8 },

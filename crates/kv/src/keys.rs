@@ -37,7 +37,7 @@ pub(crate) const SESSION_PREFIX: &[u8] = &[0x01, b's'];
 /// The first key after every session key.
 pub(crate) const SESSION_END: &[u8] = &[0x01, b't'];
 
-/// The format version written under [`FORMAT_KEY`].
+/// The state format version, stored under `0x01 'f'`.
 pub const STATE_FORMAT_VERSION: u8 = 1;
 /// The user record version byte.
 const RECORD_VERSION: u8 = 1;

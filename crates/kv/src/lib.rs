@@ -48,6 +48,10 @@
 //!   applied twice. The engine makes its writes durable on
 //!   [`StateMachine::sync`]: compact the Raft log only up to the index
 //!   `sync` returns (or a durable snapshot's).
+//! - [`StateMachine::apply_all`] applies a run of entries (one `Ready`'s
+//!   worth) with the same results as `apply` one by one, in as few engine
+//!   batches as the limits allow, each ending with the applied index of
+//!   its last entry (a DeleteRange writes the batch before it first).
 //! - [`FatalError`] from `apply` means the node must stop (an engine
 //!   failure or corrupt data); carrying on could diverge.
 //!

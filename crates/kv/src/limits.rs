@@ -68,3 +68,48 @@ const _: () = assert!(KEY_SIZE_MAX + VALUE_SIZE_MAX + 64 <= SNAPSHOT_ITEM_SIZE_M
 const _: () = assert!(KEY_SIZE_MAX + VALUE_SIZE_MAX + 64 <= RESPONSE_SIZE_MAX);
 // A request can carry at least one maximal put.
 const _: () = assert!(KEY_SIZE_MAX + VALUE_SIZE_MAX + 64 <= REQUEST_SIZE_MAX);
+
+/// `apply_all` writes its batch before it holds this many engine
+/// operations...
+pub const APPLY_BATCH_OPS_MAX: usize = 16 * 1024;
+
+/// ...or this many bytes of keys and values.
+pub const APPLY_BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Engine record overhead assumed per operation in the bounds below.
+const ENGINE_OP_OVERHEAD: usize = 64;
+
+/// The most engine operations one entry adds to a batch: a DeleteRange's
+/// deletes or a transaction's puts, plus expired or evicted sessions, the
+/// session record and the applied index.
+pub const ENTRY_OPS_MAX: usize = max(DELETE_RANGE_KEYS_MAX, OPS_PER_TXN_MAX) + SESSIONS_MAX + 2;
+
+/// The most bytes one entry adds to a batch (keys of a DeleteRange or the
+/// whole request, a session record with its response, expired session
+/// keys), headers included.
+pub const ENTRY_BYTES_MAX: usize =
+    max(DELETE_RANGE_KEYS_MAX * (KEY_SIZE_MAX + 1), REQUEST_SIZE_MAX)
+        + RESPONSE_SIZE_MAX
+        + 64
+        + SESSIONS_MAX * 10
+        + ENTRY_OPS_MAX * ENGINE_OP_OVERHEAD;
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+// A batch, flushed once it reaches the bounds above, plus one more entry
+// always fits in one engine write batch.
+const _: () = assert!(APPLY_BATCH_OPS_MAX + ENTRY_OPS_MAX <= bitcask::limits::batch_ops_max);
+const _: () = assert!(
+    APPLY_BATCH_BYTES_MAX + APPLY_BATCH_OPS_MAX * ENGINE_OP_OVERHEAD + ENTRY_BYTES_MAX
+        <= bitcask::limits::batch_size_max
+);
+// Our keys and values are within the engine's (one byte of key prefix, a
+// few of record header).
+const _: () = assert!(KEY_SIZE_MAX + 16 <= bitcask::limits::key_size_max);
+const _: () = assert!(RESPONSE_SIZE_MAX + 64 <= bitcask::limits::value_size_max);

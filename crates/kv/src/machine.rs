@@ -208,12 +208,14 @@ impl<E: Engine> std::fmt::Debug for StateMachine<E> {
 /// nothing and later ops of a transaction see earlier ones.
 struct Tx<'a, E: Engine> {
     engine: &'a E,
+    /// Writes of earlier entries of the same batch, not yet in the engine.
+    pending: &'a BTreeMap<Vec<u8>, Option<Record>>,
     writes: BTreeMap<Vec<u8>, Option<Record>>,
 }
 
 impl<E: Engine> Tx<'_, E> {
     fn get(&self, key: &[u8]) -> Result<Option<Record>, FatalError> {
-        match self.writes.get(key) {
+        match self.writes.get(key).or_else(|| self.pending.get(key)) {
             Some(r) => Ok(r.clone()),
             None => get_record(self.engine, key),
         }
@@ -255,16 +257,54 @@ impl<E: Engine> Tx<'_, E> {
             CompareTarget::Exists(b) => c.op.holds(&cur.is_some(), b),
         })
     }
+}
 
-    fn into_ops(self, ops: &mut Vec<EngineOp>) {
-        for (key, record) in self.writes {
-            let key = Bytes::from(user_key(&key));
-            ops.push(match record {
-                Some(r) => EngineOp::Put(key, Bytes::from(r.encode())),
-                None => EngineOp::Delete(key),
-            });
-        }
+/// The engine writes of a run of entries, written as one atomic batch with
+/// the applied index of the last one.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<EngineOp>,
+    bytes: usize,
+    /// The user records the ops write, for reads by later entries.
+    overlay: BTreeMap<Vec<u8>, Option<Record>>,
+    /// The last entry whose writes are in the batch.
+    last: Option<(Index, Term)>,
+}
+
+impl Batch {
+    fn push(&mut self, op: EngineOp) {
+        self.bytes += match &op {
+            EngineOp::Put(k, v) => k.len() + v.len(),
+            EngineOp::Delete(k) => k.len(),
+        };
+        self.ops.push(op);
     }
+
+    fn put_user(&mut self, key: Vec<u8>, record: Option<Record>) {
+        let engine_key = Bytes::from(user_key(&key));
+        self.push(match &record {
+            Some(r) => EngineOp::Put(engine_key, Bytes::from(r.encode())),
+            None => EngineOp::Delete(engine_key),
+        });
+        self.overlay.insert(key, record);
+    }
+
+    fn is_full(&self) -> bool {
+        self.ops.len() >= limits::APPLY_BATCH_OPS_MAX || self.bytes >= limits::APPLY_BATCH_BYTES_MAX
+    }
+}
+
+/// Decodes an entry's request, or the refusal for bytes that are not one.
+fn decode_request(data: &[u8]) -> Result<Request, CommandError> {
+    if data.len() > limits::REQUEST_SIZE_MAX {
+        return Err(CommandError::RequestTooLarge {
+            size: data.len() as u64,
+            max: limits::REQUEST_SIZE_MAX as u64,
+        });
+    }
+    Request::decode(data).map_err(|e| CommandError::Malformed {
+        reason: e.to_string(),
+    })
 }
 
 impl<E: Engine> StateMachine<E> {
@@ -421,45 +461,101 @@ impl<E: Engine> StateMachine<E> {
     /// Only fatal ones: the node must stop. A bad request is not an error
     /// here but a refusal inside the returned [`Response`].
     pub fn apply(&mut self, entry: &Entry) -> Result<Applied, FatalError> {
+        let mut applied = self.apply_all(std::slice::from_ref(entry))?;
+        applied
+            .pop()
+            .ok_or_else(|| FatalError::Snapshot("internal: no result for an entry".into()))
+    }
+
+    /// Applies a run of committed entries (e.g. all of one `Ready`) like
+    /// [`apply`](Self::apply) does one by one, with the same results, but
+    /// writes them to the engine in few batches: one, unless the run holds
+    /// a DeleteRange (the batch so far is written before it) or exceeds
+    /// [`APPLY_BATCH_OPS_MAX`](limits::APPLY_BATCH_OPS_MAX) operations or
+    /// [`APPLY_BATCH_BYTES_MAX`](limits::APPLY_BATCH_BYTES_MAX) bytes. Each
+    /// batch carries the applied index of its last entry, so a crash
+    /// leaves the state as of some entry of the run.
+    ///
+    /// # Errors
+    /// As for [`apply`](Self::apply). On an error, some of the entries may
+    /// have been applied; the node must stop anyway.
+    pub fn apply_all(&mut self, entries: &[Entry]) -> Result<Vec<Applied>, FatalError> {
         if let Some(index) = self.restore_pending() {
             return Err(FatalError::RestoreIncomplete { index });
         }
-        let applied = self.applied_index();
-        if entry.index <= applied {
-            return Ok(Applied::Skipped { index: entry.index });
-        }
-        if entry.index != applied + 1 {
-            return Err(FatalError::Gap {
-                index: entry.index,
-                applied,
-            });
-        }
-        let index = entry.index;
-        let mut ops = Vec::new();
-        for id in self.sessions.expire(index, self.limits.idle_entries_max) {
-            ops.push(EngineOp::Delete(Bytes::from(session_key(id))));
-        }
-        let response = match entry.kind {
-            EntryKind::Normal if !entry.data.is_empty() => {
-                Some(self.apply_request(index, &entry.data, &mut ops)?)
+        let mut batch = Batch::default();
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let applied = batch.last.map_or_else(|| self.applied_index(), |(i, _)| i);
+            if entry.index <= applied {
+                out.push(Applied::Skipped { index: entry.index });
+                continue;
             }
-            EntryKind::Normal | EntryKind::ConfChange => None,
+            if entry.index != applied + 1 {
+                self.flush(&mut batch)?;
+                return Err(FatalError::Gap {
+                    index: entry.index,
+                    applied,
+                });
+            }
+            out.push(self.apply_one(entry, &mut batch)?);
+            batch.last = Some((entry.index, entry.term));
+            if batch.is_full() {
+                self.flush(&mut batch)?;
+            }
+        }
+        self.flush(&mut batch)?;
+        Ok(out)
+    }
+
+    /// Writes the batch with its applied index, and publishes the index.
+    fn flush(&mut self, batch: &mut Batch) -> Result<(), FatalError> {
+        let Some((index, term)) = batch.last else {
+            return Ok(());
         };
+        let mut ops = std::mem::take(&mut batch.ops);
         ops.push(EngineOp::Put(
             Bytes::from_static(APPLIED_KEY),
-            Bytes::from(encode_applied(index, entry.term)),
+            Bytes::from(encode_applied(index, term)),
         ));
         eng(self.engine().write_batch(&ops))?;
+        *batch = Batch::default();
         self.reader.shared.applied.store(index, Ordering::Release);
-        self.applied_term = entry.term;
-        Ok(match response {
-            Some(r) => Applied::Response(r),
+        self.applied_term = term;
+        Ok(())
+    }
+
+    fn apply_one(&mut self, entry: &Entry, batch: &mut Batch) -> Result<Applied, FatalError> {
+        let index = entry.index;
+        let request = match entry.kind {
+            EntryKind::Normal if !entry.data.is_empty() => Some(decode_request(&entry.data)),
+            EntryKind::Normal | EntryKind::ConfChange => None,
+        };
+        // A DeleteRange scans the engine: write what the batch holds first
+        // (before any of this entry's writes, so the batch ends at the
+        // previous entry).
+        if let Some(Ok(Request {
+            command: Command::DeleteRange { .. },
+            ..
+        })) = &request
+        {
+            self.flush(batch)?;
+        }
+        for id in self.sessions.expire(index, self.limits.idle_entries_max) {
+            batch.push(EngineOp::Delete(Bytes::from(session_key(id))));
+        }
+        Ok(match request {
             None => Applied::Empty { index },
+            Some(Err(e)) => Applied::Response(Response {
+                index,
+                result: Err(e),
+            }),
+            Some(Ok(request)) => Applied::Response(self.apply_request(index, &request, batch)?),
         })
     }
 
-    fn put_session(&mut self, client_id: u64, record: SessionRecord, ops: &mut Vec<EngineOp>) {
-        ops.push(EngineOp::Put(
+    fn put_session(&mut self, client_id: u64, record: SessionRecord, batch: &mut Batch) {
+        batch.push(EngineOp::Put(
             Bytes::from(session_key(client_id)),
             Bytes::from(record.encode()),
         ));
@@ -469,26 +565,12 @@ impl<E: Engine> StateMachine<E> {
     fn apply_request(
         &mut self,
         index: Index,
-        data: &[u8],
-        ops: &mut Vec<EngineOp>,
+        request: &Request,
+        batch: &mut Batch,
     ) -> Result<Response, FatalError> {
         let refuse = |e: CommandError| Response {
             index,
             result: Err(e),
-        };
-        if data.len() > limits::REQUEST_SIZE_MAX {
-            return Ok(refuse(CommandError::RequestTooLarge {
-                size: data.len() as u64,
-                max: limits::REQUEST_SIZE_MAX as u64,
-            }));
-        }
-        let request = match Request::decode(data) {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(refuse(CommandError::Malformed {
-                    reason: e.to_string(),
-                }))
-            }
         };
         if matches!(request.command, Command::RegisterSession) {
             if let Err(e) = request.validate() {
@@ -498,14 +580,14 @@ impl<E: Engine> StateMachine<E> {
                 let Some(id) = self.sessions.evict_lru() else {
                     break;
                 };
-                ops.push(EngineOp::Delete(Bytes::from(session_key(id))));
+                batch.push(EngineOp::Delete(Bytes::from(session_key(id))));
             }
             let record = SessionRecord {
                 last_seq: 0,
                 last_index: index,
                 response: None,
             };
-            self.put_session(index, record, ops);
+            self.put_session(index, record, batch);
             return Ok(Response {
                 index,
                 result: Ok(Reply::SessionRegistered { client_id: index }),
@@ -513,7 +595,7 @@ impl<E: Engine> StateMachine<E> {
         }
         let client_id = request.client_id;
         if client_id == 0 {
-            return self.execute(index, &request, ops);
+            return self.execute(index, request, batch);
         }
         let Some(session) = self.sessions.get(client_id) else {
             return Ok(refuse(CommandError::UnknownSession { client_id }));
@@ -539,16 +621,16 @@ impl<E: Engine> StateMachine<E> {
                 last_index: index,
                 response: Some(cached.clone()),
             };
-            self.put_session(client_id, record, ops);
+            self.put_session(client_id, record, batch);
             return Ok(cached);
         }
-        let response = self.execute(index, &request, ops)?;
+        let response = self.execute(index, request, batch)?;
         let record = SessionRecord {
             last_seq: seq,
             last_index: index,
             response: Some(response.clone()),
         };
-        self.put_session(client_id, record, ops);
+        self.put_session(client_id, record, batch);
         Ok(response)
     }
 
@@ -557,10 +639,11 @@ impl<E: Engine> StateMachine<E> {
         &self,
         index: Index,
         request: &Request,
-        ops: &mut Vec<EngineOp>,
+        batch: &mut Batch,
     ) -> Result<Response, FatalError> {
         let mut tx = Tx {
             engine: self.engine(),
+            pending: &batch.overlay,
             writes: BTreeMap::new(),
         };
         let result = match request.validate() {
@@ -578,7 +661,10 @@ impl<E: Engine> StateMachine<E> {
             Ok(reply)
         });
         if result.is_ok() {
-            tx.into_ops(ops);
+            let writes = tx.writes;
+            for (key, record) in writes {
+                batch.put_user(key, record);
+            }
         }
         Ok(Response { index, result })
     }

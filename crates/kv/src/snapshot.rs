@@ -23,7 +23,7 @@
 //! - `1` header: `uvarint` applied index, `uvarint` applied term. The first
 //!   item of chunk 0, and only there.
 //! - `2` user key-value: `bytes` user key, `bytes` user record (see
-//!   [`keys`](crate::keys) for the record layout). Strictly ascending keys.
+//!   [`keys`] for the record layout). Strictly ascending keys.
 //! - `3` session: `uvarint` client id, `bytes` session record. After every
 //!   key-value, strictly ascending ids.
 //! - `4` trailer: `uvarint` key-value count, `uvarint` session count, the

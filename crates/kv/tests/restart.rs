@@ -182,3 +182,31 @@ fn requests_encode_the_same_everywhere() {
     };
     assert_eq!(r.encode(), vec![1, 0xac, 0x02, 2, 1, 1, b'k', 1, b'v', 0]);
 }
+
+#[test]
+fn apply_all_skips_the_applied_prefix_and_refuses_gaps() {
+    let mut d = Driver::new(Arc::new(MemEngine::new()));
+    workload(&mut d);
+    let log = d.log.clone();
+    let mut fresh = kv::StateMachine::open(Arc::new(MemEngine::new())).unwrap();
+    let first = fresh.apply_all(&log[..10]).unwrap();
+    assert_eq!(first.len(), 10);
+    assert_eq!(fresh.applied_index(), 10);
+    // A run overlapping what is applied: the overlap is skipped.
+    let again = fresh.apply_all(&log[5..]).unwrap();
+    assert!(again[..5]
+        .iter()
+        .all(|a| matches!(a, Applied::Skipped { .. })));
+    assert_eq!(fresh.digest().unwrap(), d.sm.digest().unwrap());
+    // A gap inside a run: the entries before it are applied, then an error.
+    let mut gappy = kv::StateMachine::open(Arc::new(MemEngine::new())).unwrap();
+    let run = vec![log[0].clone(), log[1].clone(), log[3].clone()];
+    assert!(matches!(
+        gappy.apply_all(&run),
+        Err(kv::FatalError::Gap {
+            index: 4,
+            applied: 2
+        })
+    ));
+    assert_eq!(gappy.applied_index(), 2);
+}
