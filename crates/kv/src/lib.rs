@@ -116,7 +116,10 @@
 //! recently used one (smallest last-use index, then smallest id). A request
 //! using a session (a retry included) counts as a use. Sessions are stored
 //! in the engine with the data, in the same batch, so a restart or a
-//! snapshot keeps them.
+//! snapshot keeps them. In memory the state machine keeps only each
+//! session's last seq and last-use index (two `BTreeMap` entries, under
+//! 100 bytes); the remembered response is read back from the engine for a
+//! duplicate, so memory stays bounded whatever the responses' sizes.
 //!
 //! # Reads
 //!

@@ -20,7 +20,7 @@ use crate::keys::{
 };
 use crate::limits;
 use crate::response::{KeyValue, OpResult, Reply, Response};
-use crate::session::{SessionLimits, Sessions};
+use crate::session::{SessionLimits, SessionMeta, Sessions};
 use crate::snapshot::{Loader, SnapshotStream};
 
 /// Engine keys read or deleted per engine call when loading or clearing.
@@ -267,6 +267,8 @@ struct Batch {
     bytes: usize,
     /// The user records the ops write, for reads by later entries.
     overlay: BTreeMap<Vec<u8>, Option<Record>>,
+    /// The session records the ops write (encoded).
+    sessions: BTreeMap<u64, Bytes>,
     /// The last entry whose writes are in the batch.
     last: Option<(Index, Term)>,
 }
@@ -379,8 +381,14 @@ impl<E: Engine> StateMachine<E> {
             cursor = Some(last.clone());
             for (k, v) in &page {
                 let id = session_id(k)?;
-                self.sessions
-                    .insert(id, SessionRecord::decode_stored(id, v)?);
+                let record = SessionRecord::decode_stored(id, v)?;
+                self.sessions.insert(
+                    id,
+                    SessionMeta {
+                        last_seq: record.last_seq,
+                        last_index: record.last_index,
+                    },
+                );
             }
         }
     }
@@ -555,11 +563,49 @@ impl<E: Engine> StateMachine<E> {
     }
 
     fn put_session(&mut self, client_id: u64, record: SessionRecord, batch: &mut Batch) {
+        let encoded = Bytes::from(record.encode());
         batch.push(EngineOp::Put(
             Bytes::from(session_key(client_id)),
-            Bytes::from(record.encode()),
+            encoded.clone(),
         ));
-        self.sessions.insert(client_id, record);
+        batch.sessions.insert(client_id, encoded);
+        self.sessions.insert(
+            client_id,
+            SessionMeta {
+                last_seq: record.last_seq,
+                last_index: record.last_index,
+            },
+        );
+    }
+
+    /// The remembered response of a session's last request, from the batch
+    /// or the engine.
+    fn cached_response(
+        &self,
+        client_id: u64,
+        meta: SessionMeta,
+        batch: &Batch,
+    ) -> Result<Response, FatalError> {
+        let stored = match batch.sessions.get(&client_id) {
+            Some(b) => b.clone(),
+            None => eng(self.engine().get(&session_key(client_id)))?.ok_or_else(|| {
+                FatalError::Corrupt {
+                    what: format!("session {client_id}: record missing"),
+                    source: crate::error::DecodeError::Empty,
+                }
+            })?,
+        };
+        let record = SessionRecord::decode_stored(client_id, &stored)?;
+        match record.response {
+            Some(r) if record.last_seq == meta.last_seq => Ok(r),
+            _ => Err(FatalError::Corrupt {
+                what: format!(
+                    "session {client_id}: no response stored for seq {}",
+                    meta.last_seq
+                ),
+                source: crate::error::DecodeError::Empty,
+            }),
+        }
     }
 
     fn apply_request(
@@ -604,17 +650,15 @@ impl<E: Engine> StateMachine<E> {
         if seq == 0 {
             return Ok(refuse(CommandError::InvalidSeq { client_id }));
         }
-        if seq <= session.last_seq {
-            let cached = match &session.response {
-                Some(r) if seq == session.last_seq => r.clone(),
-                _ => {
-                    return Ok(refuse(CommandError::StaleRequest {
-                        client_id,
-                        seq,
-                        last_seq: session.last_seq,
-                    }))
-                }
-            };
+        if seq < session.last_seq {
+            return Ok(refuse(CommandError::StaleRequest {
+                client_id,
+                seq,
+                last_seq: session.last_seq,
+            }));
+        }
+        if seq == session.last_seq {
+            let cached = self.cached_response(client_id, session, batch)?;
             // A retry keeps the session alive.
             let record = SessionRecord {
                 last_seq: session.last_seq,

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::keys::SessionRecord;
 use crate::limits;
 use raft::Index;
 
@@ -33,10 +32,19 @@ impl Default for SessionLimits {
     }
 }
 
+/// What the state machine keeps in memory per session. The last response
+/// lives only in the engine (read back for the rare duplicate), so memory
+/// per session is small and bounded whatever the responses' sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SessionMeta {
+    pub last_seq: u64,
+    pub last_index: Index,
+}
+
 /// The live sessions, with an index by last use for expiry and eviction.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
-    by_id: BTreeMap<u64, SessionRecord>,
+    by_id: BTreeMap<u64, SessionMeta>,
     by_last_use: BTreeSet<(Index, u64)>,
 }
 
@@ -45,12 +53,12 @@ impl Sessions {
         self.by_id.len()
     }
 
-    pub(crate) fn get(&self, client_id: u64) -> Option<&SessionRecord> {
-        self.by_id.get(&client_id)
+    pub(crate) fn get(&self, client_id: u64) -> Option<SessionMeta> {
+        self.by_id.get(&client_id).copied()
     }
 
     /// Inserts or replaces a session.
-    pub(crate) fn insert(&mut self, client_id: u64, record: SessionRecord) {
+    pub(crate) fn insert(&mut self, client_id: u64, record: SessionMeta) {
         if let Some(old) = self.by_id.get(&client_id) {
             self.by_last_use.remove(&(old.last_index, client_id));
         }
@@ -58,7 +66,7 @@ impl Sessions {
         self.by_id.insert(client_id, record);
     }
 
-    pub(crate) fn remove(&mut self, client_id: u64) -> Option<SessionRecord> {
+    pub(crate) fn remove(&mut self, client_id: u64) -> Option<SessionMeta> {
         let old = self.by_id.remove(&client_id)?;
         self.by_last_use.remove(&(old.last_index, client_id));
         Some(old)
@@ -92,7 +100,7 @@ impl Sessions {
 
     /// Sessions in client id order.
     #[cfg(test)]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&u64, &SessionRecord)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&u64, &SessionMeta)> {
         self.by_id.iter()
     }
 }
@@ -101,11 +109,10 @@ impl Sessions {
 mod tests {
     use super::*;
 
-    fn rec(last_index: Index) -> SessionRecord {
-        SessionRecord {
+    fn rec(last_index: Index) -> SessionMeta {
+        SessionMeta {
             last_seq: 0,
             last_index,
-            response: None,
         }
     }
 
