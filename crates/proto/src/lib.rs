@@ -6,6 +6,12 @@ pub mod health {
     tonic::include_proto!("raftkv.health");
 }
 
+/// `proto/raft.proto`: peer messages of the Raft protocol (the server
+/// converts them to and from `raft::Message`).
+pub mod raft {
+    tonic::include_proto!("raftkv.raft");
+}
+
 /// `proto/kv.proto`: the client API (`Kv` and `Cluster` services).
 pub mod kv {
     tonic::include_proto!("raftkv.kv");

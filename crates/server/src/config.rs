@@ -1,0 +1,410 @@
+//! A node's configuration: from a TOML file, from flags (the `cli` crate
+//! fills the struct), or from [`Config::default`] for tests.
+//!
+//! # TOML format
+//!
+//! Every field is optional; missing ones take the default shown.
+//!
+//! ```toml
+//! id = 1                          # this node's id, never 0
+//! listen_addr = "127.0.0.1:7001"  # gRPC for clients and peers
+//! data_dir = "data/1"             # <data_dir>/wal, <data_dir>/kv, <data_dir>/peers.toml
+//! join = false                    # true: start empty, wait to be added
+//! tick_interval_ms = 100
+//! election_timeout_ticks_min = 10
+//! election_timeout_ticks_max = 20
+//! heartbeat_interval_ticks = 1
+//! pre_vote = true
+//! check_quorum = true
+//! snapshot_threshold_entries = 10000
+//!
+//! [peers]                         # node id -> address, this node may be listed
+//! 1 = "127.0.0.1:7001"
+//! 2 = "127.0.0.1:7002"
+//! 3 = "127.0.0.1:7003"
+//!
+//! [limits]
+//! key_size_max = 4096
+//! value_size_max = 1048576
+//! pending_proposals_max = 4096
+//! pending_reads_max = 4096
+//! scan_limit_max = 10000
+//! grpc_message_size_max = 4194304
+//! ```
+//!
+//! # Peers and bootstrap
+//!
+//! `peers` names the cluster's initial voters and their addresses. Listing
+//! this node itself is allowed and optional: the initial voters are
+//! `{id} ∪ peers` either way, and this node's own address (as others reach
+//! it) is `peers[id]` if present, else `listen_addr`. All nodes of a new
+//! cluster must be given the same set. The set is used only on the very
+//! first start (an empty data dir); later the configuration comes from the
+//! log and the addresses from `<data_dir>/peers.toml`, which also holds the
+//! addresses of nodes added at runtime. A node started with `join = true`
+//! bootstraps nothing: it waits for a leader to add it (as a learner) and
+//! catches up from a snapshot; its `peers` only seed the address book.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::limits;
+
+/// Errors in a configuration: which field, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML did not parse or a field has the wrong type; the message
+    /// names the field and the line.
+    #[error("malformed config: {0}")]
+    Parse(String),
+    /// A field parsed but its value is not allowed.
+    #[error("invalid config field `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A node's configuration. See the module docs for the TOML format.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id; never 0.
+    pub id: u64,
+    /// Where the gRPC server listens, for clients and peers alike.
+    pub listen_addr: String,
+    /// The initial voters (id → address); may or may not include this node.
+    #[serde(deserialize_with = "de_peers")]
+    pub peers: BTreeMap<u64, String>,
+    /// Start without a configuration and wait to be added by a leader.
+    pub join: bool,
+    /// Where the WAL (`wal/`), the state machine (`kv/`) and the address
+    /// book (`peers.toml`) live.
+    pub data_dir: PathBuf,
+    /// Milliseconds per Raft tick.
+    pub tick_interval_ms: u64,
+    /// Smallest randomized election timeout, in ticks.
+    pub election_timeout_ticks_min: u64,
+    /// Largest randomized election timeout, in ticks (exclusive bound).
+    pub election_timeout_ticks_max: u64,
+    /// A leader sends heartbeats every this many ticks.
+    pub heartbeat_interval_ticks: u64,
+    /// Run a pre-vote round before a real election.
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum within an election timeout
+    /// steps down.
+    pub check_quorum: bool,
+    /// Take a snapshot and compact the WAL every this many applied entries.
+    pub snapshot_threshold_entries: u64,
+    /// Request and queue limits.
+    pub limits: Limits,
+    /// Hooks for tests only; never set from TOML.
+    #[serde(skip)]
+    pub test_hooks: TestHooks,
+}
+
+/// Request and queue limits of a node. Defaults come from [`crate::limits`].
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest key, in bytes.
+    pub key_size_max: usize,
+    /// Largest value, in bytes.
+    pub value_size_max: usize,
+    /// Writes waiting for their entry to apply; beyond it `ResourceExhausted`.
+    pub pending_proposals_max: usize,
+    /// Linearizable reads waiting; beyond it `ResourceExhausted`.
+    pub pending_reads_max: usize,
+    /// Most keys one Scan returns (a larger requested limit is clamped).
+    pub scan_limit_max: u32,
+    /// Largest gRPC message decoded, in bytes.
+    pub grpc_message_size_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            key_size_max: limits::KEY_SIZE_MAX,
+            value_size_max: limits::VALUE_SIZE_MAX,
+            pending_proposals_max: limits::PENDING_PROPOSALS_MAX,
+            pending_reads_max: limits::PENDING_READS_MAX,
+            scan_limit_max: limits::SCAN_LIMIT_MAX,
+            grpc_message_size_max: limits::GRPC_MESSAGE_SIZE_MAX,
+        }
+    }
+}
+
+/// Fault hooks for tests. Cloning shares the counters.
+#[derive(Clone, Debug, Default)]
+pub struct TestHooks {
+    /// While positive, each successful write's reply is dropped after its
+    /// entry applied (the client sees `Unavailable`), and the counter is
+    /// decremented: a lost reply.
+    pub drop_write_replies: Arc<AtomicU64>,
+}
+
+impl TestHooks {
+    /// Whether to drop this reply (consumes one unit of the counter).
+    pub fn take_drop_write_reply(&self) -> bool {
+        self.drop_write_replies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: 1,
+            listen_addr: "127.0.0.1:7001".to_string(),
+            peers: BTreeMap::new(),
+            join: false,
+            data_dir: PathBuf::from("data"),
+            tick_interval_ms: 100,
+            election_timeout_ticks_min: 10,
+            election_timeout_ticks_max: 20,
+            heartbeat_interval_ticks: 1,
+            pre_vote: true,
+            check_quorum: true,
+            snapshot_threshold_entries: 10_000,
+            limits: Limits::default(),
+            test_hooks: TestHooks::default(),
+        }
+    }
+}
+
+fn de_peers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<u64, String>, D::Error> {
+    let raw = BTreeMap::<String, String>::deserialize(d)?;
+    let mut peers = BTreeMap::new();
+    for (k, v) in raw {
+        let id = k.trim().parse::<u64>().map_err(|_| {
+            serde::de::Error::custom(format!("peers: key `{k}` is not a node id (a u64)"))
+        })?;
+        peers.insert(id, v);
+    }
+    Ok(peers)
+}
+
+impl Config {
+    /// Parse a TOML document and [`validate`](Config::validate) it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] naming the field and line of a malformed
+    /// document; [`ConfigError::Invalid`] for a value out of range.
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(s).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Read a TOML file and parse it as [`from_toml_str`](Config::from_toml_str).
+    ///
+    /// # Errors
+    /// As `from_toml_str`, plus [`ConfigError::Read`].
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let s = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_str(&s)
+    }
+
+    /// The address other nodes reach this node at: `peers[id]` if listed,
+    /// else `listen_addr`.
+    pub fn advertise_addr(&self) -> String {
+        self.peers
+            .get(&self.id)
+            .cloned()
+            .unwrap_or_else(|| self.listen_addr.clone())
+    }
+
+    /// The voters a new cluster starts with: `{id} ∪ peers`.
+    pub fn initial_voters(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.peers.keys().copied().collect();
+        if !v.contains(&self.id) {
+            v.push(self.id);
+        }
+        v.sort_unstable();
+        v
+    }
+
+    /// Check every field's range.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(invalid("id", "must be a positive node id (0 is reserved)"));
+        }
+        self.listen_addr
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("listen_addr", format!("`{}`: {e}", self.listen_addr)))?;
+        if self.peers.len() > limits::PEERS_MAX {
+            return Err(invalid(
+                "peers",
+                format!("{} peers, at most {}", self.peers.len(), limits::PEERS_MAX),
+            ));
+        }
+        for (id, addr) in &self.peers {
+            if *id == 0 {
+                return Err(invalid("peers", "node id 0 is reserved"));
+            }
+            check_host_port(addr).map_err(|r| invalid("peers", format!("peer {id}: {r}")))?;
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        if self.tick_interval_ms == 0 || self.tick_interval_ms > 60_000 {
+            return Err(invalid("tick_interval_ms", "must be in 1..=60000"));
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return Err(invalid("heartbeat_interval_ticks", "must be positive"));
+        }
+        if self.election_timeout_ticks_min <= self.heartbeat_interval_ticks {
+            return Err(invalid(
+                "election_timeout_ticks_min",
+                format!(
+                    "{} must exceed heartbeat_interval_ticks ({})",
+                    self.election_timeout_ticks_min, self.heartbeat_interval_ticks
+                ),
+            ));
+        }
+        if self.election_timeout_ticks_max <= self.election_timeout_ticks_min {
+            return Err(invalid(
+                "election_timeout_ticks_max",
+                format!(
+                    "{} must exceed election_timeout_ticks_min ({})",
+                    self.election_timeout_ticks_max, self.election_timeout_ticks_min
+                ),
+            ));
+        }
+        if self.snapshot_threshold_entries == 0 {
+            return Err(invalid("snapshot_threshold_entries", "must be positive"));
+        }
+        let l = &self.limits;
+        if l.key_size_max == 0 || l.key_size_max > limits::KEY_SIZE_CAP {
+            return Err(invalid(
+                "limits.key_size_max",
+                format!("must be in 1..={}", limits::KEY_SIZE_CAP),
+            ));
+        }
+        if l.value_size_max > limits::VALUE_SIZE_CAP {
+            return Err(invalid(
+                "limits.value_size_max",
+                format!("must be at most {}", limits::VALUE_SIZE_CAP),
+            ));
+        }
+        if l.pending_proposals_max == 0 || l.pending_proposals_max > limits::PENDING_CAP {
+            return Err(invalid(
+                "limits.pending_proposals_max",
+                format!("must be in 1..={}", limits::PENDING_CAP),
+            ));
+        }
+        if l.pending_reads_max == 0 || l.pending_reads_max > limits::PENDING_CAP {
+            return Err(invalid(
+                "limits.pending_reads_max",
+                format!("must be in 1..={}", limits::PENDING_CAP),
+            ));
+        }
+        if l.scan_limit_max == 0 {
+            return Err(invalid("limits.scan_limit_max", "must be positive"));
+        }
+        if l.grpc_message_size_max < l.key_size_max + l.value_size_max + 1024
+            || l.grpc_message_size_max > limits::GRPC_MESSAGE_SIZE_CAP
+        {
+            return Err(invalid(
+                "limits.grpc_message_size_max",
+                format!(
+                    "must hold a maximal key and value (+1 KiB) and be at most {}",
+                    limits::GRPC_MESSAGE_SIZE_CAP
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_host_port(addr: &str) -> Result<(), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{addr}` is not host:port"))?;
+    if host.is_empty() {
+        return Err(format!("`{addr}` has no host"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("`{addr}` has no valid port"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_document_parses() {
+        let c = Config::from_toml_str(
+            r#"
+            id = 2
+            listen_addr = "127.0.0.1:7002"
+            data_dir = "/tmp/x"
+            tick_interval_ms = 50
+            [peers]
+            1 = "127.0.0.1:7001"
+            2 = "127.0.0.1:7002"
+            3 = "localhost:7003"
+            [limits]
+            key_size_max = 100
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.id, 2);
+        assert_eq!(c.peers.len(), 3);
+        assert_eq!(c.tick_interval_ms, 50);
+        assert_eq!(c.limits.key_size_max, 100);
+        assert_eq!(c.limits.value_size_max, limits::VALUE_SIZE_MAX);
+        assert_eq!(c.initial_voters(), vec![1, 2, 3]);
+        assert_eq!(c.advertise_addr(), "127.0.0.1:7002");
+    }
+
+    #[test]
+    fn malformed_documents_name_the_field() {
+        let e = Config::from_toml_str("id = \"one\"").unwrap_err();
+        assert!(e.to_string().contains("id"), "{e}");
+        let e = Config::from_toml_str("idd = 1").unwrap_err();
+        assert!(e.to_string().contains("idd"), "{e}");
+        let e = Config::from_toml_str("[peers]\nx = \"a:1\"").unwrap_err();
+        assert!(e.to_string().contains("peers"), "{e}");
+        let e = Config::from_toml_str("id = 0").unwrap_err();
+        assert!(e.to_string().contains("`id`"), "{e}");
+        let e = Config::from_toml_str("listen_addr = \"nowhere\"").unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let e = Config::from_toml_str("election_timeout_ticks_min = 1").unwrap_err();
+        assert!(e.to_string().contains("election_timeout_ticks_min"), "{e}");
+        let e = Config::from_toml_str("[peers]\n2 = \"nohost\"").unwrap_err();
+        assert!(e.to_string().contains("peers"), "{e}");
+    }
+
+    #[test]
+    fn drop_hook_counts_down() {
+        let h = TestHooks::default();
+        h.drop_write_replies.store(1, Ordering::SeqCst);
+        assert!(h.take_drop_write_reply());
+        assert!(!h.take_drop_write_reply());
+    }
+}

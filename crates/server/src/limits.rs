@@ -1,0 +1,59 @@
+//! Every limit of the node runtime in one place, named `thing_max`.
+//!
+//! The values here are the defaults and hard caps; a node's [`Limits`]
+//! (from its configuration) may lower them but never raise them past the
+//! `*_cap` constants.
+//!
+//! [`Limits`]: crate::config::Limits
+
+/// Default largest key a client may write or read, in bytes.
+pub const KEY_SIZE_MAX: usize = 4 * 1024;
+/// Default largest value a client may write, in bytes.
+pub const VALUE_SIZE_MAX: usize = 1024 * 1024;
+/// Default number of proposals waiting for their entry to apply, per node.
+pub const PENDING_PROPOSALS_MAX: usize = 4096;
+/// Default number of linearizable reads waiting for a ReadIndex round.
+pub const PENDING_READS_MAX: usize = 4096;
+/// Default largest number of keys one Scan returns.
+pub const SCAN_LIMIT_MAX: u32 = 10_000;
+/// Default largest gRPC message the node decodes, in bytes (a request with a
+/// maximal key and value plus framing fits well within it).
+pub const GRPC_MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
+/// Default largest number of operations in one Txn branch.
+pub const TXN_OPS_MAX: usize = 128;
+
+/// Hard cap for [`KEY_SIZE_MAX`]-like settings.
+pub const KEY_SIZE_CAP: usize = 64 * 1024;
+/// Hard cap for value sizes.
+pub const VALUE_SIZE_CAP: usize = 16 * 1024 * 1024;
+/// Hard cap for pending proposals and reads.
+pub const PENDING_CAP: usize = 1 << 20;
+/// Hard cap for the gRPC message size.
+pub const GRPC_MESSAGE_SIZE_CAP: usize = 64 * 1024 * 1024;
+
+/// Requests queued from gRPC handlers to the Raft driver task.
+pub const NODE_INBOX_MAX: usize = 1024;
+/// Messages queued from peers to the Raft driver task.
+pub const PEER_INBOX_MAX: usize = 4096;
+/// Messages queued for one peer's outgoing stream; beyond it messages are
+/// dropped (Raft retries).
+pub const PEER_OUTBOX_MAX: usize = 1024;
+/// Batches of committed entries queued for the apply task.
+pub const APPLY_QUEUE_MAX: usize = 64;
+/// Proposals the driver takes into one Raft batch before handling a Ready.
+pub const PROPOSALS_PER_BATCH_MAX: usize = 512;
+/// Bytes of snapshot data in one chunk on the wire.
+pub const SNAPSHOT_CHUNK_SIZE_MAX: usize = 1024 * 1024;
+/// Snapshot transfers a node sends at once.
+pub const SNAPSHOT_SENDS_MAX: usize = 2;
+/// Backoff between reconnect attempts to a peer, first and largest, in ms.
+pub const PEER_RECONNECT_BACKOFF_MS_MIN: u64 = 50;
+/// See [`PEER_RECONNECT_BACKOFF_MS_MIN`].
+pub const PEER_RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+/// Peers in the address book.
+pub const PEERS_MAX: usize = 64;
+
+const _: () = assert!(KEY_SIZE_MAX <= KEY_SIZE_CAP);
+const _: () = assert!(VALUE_SIZE_MAX <= VALUE_SIZE_CAP);
+const _: () = assert!(KEY_SIZE_MAX + VALUE_SIZE_MAX + 4096 <= GRPC_MESSAGE_SIZE_MAX);
+const _: () = assert!(PEER_RECONNECT_BACKOFF_MS_MIN <= PEER_RECONNECT_BACKOFF_MS_MAX);

@@ -1,0 +1,3 @@
+//! Peer transport: how Raft messages travel between nodes.
+
+pub mod convert;
