@@ -212,12 +212,19 @@ impl<S: LogStore> RawNode<S> {
     /// Sends each follower what it is missing (or, with `empty_ok`, at
     /// least an empty AppendEntries carrying the commit index).
     pub(crate) fn bcast_append(&mut self, empty_ok: bool) -> Result<()> {
-        let ids: Vec<NodeId> = match self.leader_state() {
-            Some(l) => l.progress.keys().copied().collect(),
+        let commit = self.log.commit;
+        let ids: Vec<(NodeId, bool)> = match self.leader_state() {
+            Some(l) => l
+                .progress
+                .iter()
+                .map(|(id, p)| (*id, p.commit_sent < commit.min(p.match_index)))
+                .collect(),
             None => return Ok(()),
         };
-        for id in ids {
-            self.send_append(id, empty_ok)?;
+        for (id, lagging) in ids {
+            // An empty AppendEntries only to tell a follower of a commit
+            // index it has not heard of and can use.
+            self.send_append(id, empty_ok && lagging)?;
         }
         Ok(())
     }
@@ -286,6 +293,7 @@ impl<S: LogStore> RawNode<S> {
             .and_then(|l| l.progress.get_mut(&to))
         {
             pr.sent(end, n);
+            pr.commit_sent = commit;
         }
         self.send(
             to,
@@ -337,7 +345,9 @@ impl<S: LogStore> RawNode<S> {
                     send = pr.match_index < last;
                 }
                 if send {
-                    self.send_append(m.from, false)?;
+                    // Even an empty AppendEntries is worth sending: if the
+                    // follower lost what we sent, it rejects it and we back up.
+                    self.send_append(m.from, true)?;
                 }
                 self.release_reads();
                 Ok(())
@@ -408,6 +418,16 @@ impl<S: LogStore> RawNode<S> {
         self.leader_maybe_commit()?;
         if self.is_leader() {
             self.send_appends(from)?;
+            // A follower that was paused when the commit index moved has not
+            // heard of it yet.
+            let commit = self.log.commit;
+            let lagging = self
+                .leader_state()
+                .and_then(|l| l.progress.get(&from))
+                .is_some_and(|p| p.commit_sent < commit.min(p.match_index));
+            if lagging {
+                self.send_append(from, true)?;
+            }
         }
         self.maybe_send_timeout_now(from);
         Ok(())
@@ -500,8 +520,9 @@ impl<S: LogStore> RawNode<S> {
             l.transferee = Some(to);
             l.transfer_elapsed = 0;
         }
-        // Catch the target up first; TimeoutNow goes once it matches.
-        self.send_append(to, false)?;
+        // Catch the target up first (an empty AppendEntries at least, in
+        // case what is in flight was lost); TimeoutNow goes once it matches.
+        self.send_append(to, true)?;
         self.maybe_send_timeout_now(to);
         Ok(())
     }

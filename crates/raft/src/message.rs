@@ -109,28 +109,35 @@ pub struct ReadState {
 
 impl std::fmt::Display for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}→{} {} ", self.from, self.to, self.term)?;
+        write!(
+            f,
+            "{}→{} {} term={}",
+            self.from,
+            self.to,
+            self.body.name(),
+            self.term
+        )?;
         match &self.body {
             MessageBody::PreVote {
                 last_index,
                 last_term,
-            } => write!(f, "PreVote last={last_index}@{last_term}"),
+            } => write!(f, " last={last_index}@{last_term}"),
             MessageBody::PreVoteResponse { granted } => {
-                write!(f, "PreVoteResponse granted={granted}")
+                write!(f, " granted={granted}")
             }
             MessageBody::RequestVote {
                 last_index,
                 last_term,
                 transfer,
             } => {
-                write!(f, "RequestVote last={last_index}@{last_term}")?;
+                write!(f, " last={last_index}@{last_term}")?;
                 if *transfer {
                     write!(f, " transfer")?;
                 }
                 Ok(())
             }
             MessageBody::RequestVoteResponse { granted } => {
-                write!(f, "RequestVoteResponse granted={granted}")
+                write!(f, " granted={granted}")
             }
             MessageBody::AppendEntries {
                 prev_index,
@@ -138,10 +145,7 @@ impl std::fmt::Display for Message {
                 entries,
                 commit,
             } => {
-                write!(
-                    f,
-                    "AppendEntries prev={prev_index}@{prev_term} commit={commit} ["
-                )?;
+                write!(f, " prev={prev_index}@{prev_term} commit={commit} [")?;
                 for (i, e) in entries.iter().enumerate() {
                     if i > 0 {
                         write!(f, " ")?;
@@ -159,30 +163,30 @@ impl std::fmt::Display for Message {
                 if *reject {
                     write!(
                         f,
-                        "AppendEntriesResponse reject index={index} conflict={conflict_index}@{conflict_term}"
+                        " reject index={index} conflict={conflict_index}@{conflict_term}"
                     )
                 } else {
-                    write!(f, "AppendEntriesResponse match={index}")
+                    write!(f, " match={index}")
                 }
             }
             MessageBody::Heartbeat { commit, round } => {
-                write!(f, "Heartbeat commit={commit} round={round}")
+                write!(f, " commit={commit} round={round}")
             }
             MessageBody::HeartbeatResponse { round } => {
-                write!(f, "HeartbeatResponse round={round}")
+                write!(f, " round={round}")
             }
             MessageBody::InstallSnapshot { snapshot } => write!(
                 f,
-                "InstallSnapshot {}@{} voters={:?} learners={:?}",
+                " {}@{} voters={:?} learners={:?}",
                 snapshot.meta.index,
                 snapshot.meta.term,
                 snapshot.meta.conf.voters,
                 snapshot.meta.conf.learners
             ),
-            MessageBody::TimeoutNow => write!(f, "TimeoutNow"),
-            MessageBody::ReadIndex { ctx } => write!(f, "ReadIndex ctx={ctx}"),
+            MessageBody::TimeoutNow => Ok(()),
+            MessageBody::ReadIndex { ctx } => write!(f, " ctx={ctx}"),
             MessageBody::ReadIndexResponse { ctx, index } => {
-                write!(f, "ReadIndexResponse ctx={ctx} index={index}")
+                write!(f, " ctx={ctx} index={index}")
             }
         }
     }

@@ -33,6 +33,8 @@ pub(crate) struct Progress {
     /// The latest heartbeat round this follower acknowledged.
     pub(crate) round_acked: u64,
     pub(crate) learner: bool,
+    /// The commit index last sent to this follower.
+    pub(crate) commit_sent: Index,
 }
 
 impl Progress {
@@ -48,6 +50,7 @@ impl Progress {
             recent_active: true,
             round_acked: 0,
             learner,
+            commit_sent: 0,
         }
     }
 

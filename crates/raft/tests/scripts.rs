@@ -1,0 +1,241 @@
+//! Runs every scenario script in `testdata/*.txt` (goldenscript format:
+//! commands, `---`, expected output). Regenerate expected output with
+//! `UPDATE_GOLDENFILES=1 cargo test -p raft --test scripts` and review the
+//! diff before committing it.
+//!
+//! Commands (node ids are numbers; `[ids]` defaults to all nodes):
+//!
+//! - `cluster nodes=N [learners=a,b] [pre_vote=] [check_quorum=] [lease_read=]
+//!   [election_min=] [election_max=] [heartbeat=] [entries_per_append=]
+//!   [inflight=] [seed=]`: a fresh cluster of voters 1..=N.
+//! - `tick [ids] [n=1]`: advance time on the nodes (only ticks; nothing is
+//!   delivered).
+//! - `campaign ID`: start an election on ID.
+//! - `run n=N`: N times: tick every node that is up, then stabilize; prints
+//!   only role changes, applied entries, reads and snapshots (no messages).
+//! - `stabilize`: handle every Ready and deliver every message until
+//!   nothing moves. Prints role changes, messages sent, entries applied,
+//!   reads served, messages dropped.
+//! - `process [ids] [sync=false]`: handle one Ready of each node; with
+//!   `sync=false`, the entries are written but not synced and the Ready is
+//!   not advanced until `sync ID` (an fsync in flight).
+//! - `sync ID`: finish a held Ready (sync, send persisted messages, apply,
+//!   advance).
+//! - `deliver [to=ID]`: deliver the messages in flight now (once).
+//! - `partition ids`: the listed nodes on one side, all others on the
+//!   other; `heal` removes it.
+//! - `crash ID` (loses everything not synced) / `restart ID`.
+//! - `propose ID DATA`, `read ID CTX`, `transfer FROM TO`,
+//!   `add-learner LEADER ID`, `promote LEADER ID`, `remove LEADER ID`,
+//!   `compact ID` (at the applied index).
+//! - `status [ids]`, `log [ids]` (`|` marks the commit index).
+//!
+//! After every command the invariants of every node are checked.
+
+mod common;
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use common::{Cluster, Out};
+use raft::{ConfChangeKind, Config, NodeId};
+
+#[derive(Default)]
+struct Runner {
+    cluster: Option<Cluster>,
+}
+
+fn parse_ids(s: &str) -> Result<Vec<NodeId>, Box<dyn Error>> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<NodeId>().map_err(|e| e.into()))
+        .collect()
+}
+
+impl goldenscript::Runner for Runner {
+    type Command = goldenscript::Command;
+
+    fn run(
+        &mut self,
+        command: &goldenscript::Command,
+        _context: &goldenscript::Context,
+    ) -> Result<String, Box<dyn Error>> {
+        let mut out = Out::new();
+        let mut args = command.consume_args();
+        if command.name == "cluster" {
+            let mut template = Config::new(1);
+            template.election_timeout_ticks_min = 10;
+            template.election_timeout_ticks_max = 20;
+            template.heartbeat_interval_ticks = 2;
+            let mut n = 3;
+            let mut learners = Vec::new();
+            while let Some((k, v)) = args.next_key() {
+                match k {
+                    "nodes" => n = v.parse()?,
+                    "learners" => learners = parse_ids(v)?,
+                    "pre_vote" => template.pre_vote = v.parse()?,
+                    "check_quorum" => template.check_quorum = v.parse()?,
+                    "lease_read" => template.lease_read = v.parse()?,
+                    "election_min" => template.election_timeout_ticks_min = v.parse()?,
+                    "election_max" => template.election_timeout_ticks_max = v.parse()?,
+                    "heartbeat" => template.heartbeat_interval_ticks = v.parse()?,
+                    "entries_per_append" => template.entries_per_append_max = v.parse()?,
+                    "inflight" => template.inflight_appends_max = v.parse()?,
+                    "seed" => template.seed = v.parse()?,
+                    _ => return Err(format!("unknown key {k}").into()),
+                }
+            }
+            args.reject_next()?;
+            if let Err(e) = template.validate() {
+                writeln!(out, "error: {e}")?;
+                return Ok(out);
+            }
+            let voters: Vec<NodeId> = (1..=n).collect();
+            self.cluster = Some(Cluster::new(&voters, &learners, template));
+            return Ok(out);
+        }
+        let c = self.cluster.as_mut().ok_or("no cluster")?;
+        let all: Vec<NodeId> = c.nodes.keys().copied().collect();
+        let pos_ids =
+            |args: &mut goldenscript::ArgumentConsumer| -> Result<Vec<NodeId>, Box<dyn Error>> {
+                let mut v = Vec::new();
+                while let Some(p) = args.next_pos() {
+                    v.extend(parse_ids(p)?);
+                }
+                Ok(v)
+            };
+        let one = |args: &mut goldenscript::ArgumentConsumer| -> Result<NodeId, Box<dyn Error>> {
+            Ok(args.next_pos().ok_or("node id expected")?.parse()?)
+        };
+        match command.name.as_str() {
+            "tick" => {
+                let n: u64 = args.take_key("n").map_or(Ok(1), |v| v.parse())?;
+                let mut ids = pos_ids(&mut args)?;
+                if ids.is_empty() {
+                    ids = all;
+                }
+                for id in ids {
+                    c.tick(id, n)?;
+                }
+            }
+            "campaign" => {
+                let id = one(&mut args)?;
+                if let Err(e) = c.node(id)?.raw.campaign() {
+                    writeln!(out, "{id}: campaign refused: {e}")?;
+                }
+            }
+            "stabilize" => c.stabilize(&mut out)?,
+            "run" => {
+                let n: u64 = args.take_key("n").map_or(Ok(1), |v| v.parse())?;
+                for _ in 0..n {
+                    for id in c.up_ids() {
+                        c.tick(id, 1)?;
+                    }
+                    let mut trace = Out::new();
+                    c.stabilize(&mut trace)?;
+                    for line in trace.lines() {
+                        if !line.contains('→') {
+                            writeln!(out, "{line}")?;
+                        }
+                    }
+                }
+            }
+            "process" => {
+                let sync: bool = args.take_key("sync").map_or(Ok(true), |v| v.parse())?;
+                let mut ids = pos_ids(&mut args)?;
+                if ids.is_empty() {
+                    ids = all;
+                }
+                for id in ids {
+                    c.process(id, sync, &mut out)?;
+                }
+            }
+            "sync" => {
+                let id = one(&mut args)?;
+                c.sync(id, &mut out)?;
+            }
+            "deliver" => {
+                let to = args.take_key("to").map(|v| v.parse()).transpose()?;
+                c.deliver(to, &mut out)?;
+            }
+            "partition" => {
+                let ids = pos_ids(&mut args)?;
+                c.side = Some(ids.into_iter().collect());
+            }
+            "heal" => c.side = None,
+            "crash" => {
+                let id = one(&mut args)?;
+                c.crash(id)?;
+            }
+            "restart" => {
+                let id = one(&mut args)?;
+                c.restart(id)?;
+            }
+            "propose" => {
+                let id = one(&mut args)?;
+                let data = args.next_pos().ok_or("data expected")?.to_string();
+                c.propose(id, &data, &mut out)?;
+            }
+            "read" => {
+                let id = one(&mut args)?;
+                let ctx: u64 = args.next_pos().ok_or("ctx expected")?.parse()?;
+                if let Err(e) = c.node(id)?.raw.read_index(ctx) {
+                    writeln!(out, "{id}: read refused: {e}")?;
+                }
+            }
+            "transfer" => {
+                let from = one(&mut args)?;
+                let to = one(&mut args)?;
+                if let Err(e) = c.node(from)?.raw.transfer_leader(to) {
+                    writeln!(out, "{from}: transfer refused: {e}")?;
+                }
+            }
+            "add-learner" | "promote" | "remove" => {
+                let kind = match command.name.as_str() {
+                    "add-learner" => ConfChangeKind::AddLearner,
+                    "promote" => ConfChangeKind::AddVoter,
+                    _ => ConfChangeKind::RemoveNode,
+                };
+                let leader = one(&mut args)?;
+                let target = one(&mut args)?;
+                c.conf_change(leader, kind, target, &mut out)?;
+            }
+            "compact" => {
+                let id = one(&mut args)?;
+                c.compact(id, &mut out)?;
+            }
+            "status" | "log" => {
+                let mut ids = pos_ids(&mut args)?;
+                if ids.is_empty() {
+                    ids = all;
+                }
+                for id in ids {
+                    if command.name == "status" {
+                        c.status(id, &mut out)?;
+                    } else {
+                        c.log(id, &mut out)?;
+                    }
+                }
+            }
+            name => return Err(format!("unknown command {name}").into()),
+        }
+        args.reject_next()?;
+        c.check_invariants()?;
+        Ok(out)
+    }
+}
+
+#[test]
+fn scripts() -> std::io::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no scripts in {dir:?}");
+    for path in paths {
+        goldenscript::run(&mut Runner::default(), &path)?;
+    }
+    Ok(())
+}
