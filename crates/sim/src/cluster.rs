@@ -1,0 +1,794 @@
+//! The simulated cluster: nodes, network, clients and checkers, advanced
+//! one time unit at a time.
+//!
+//! In each time unit, in this order: faults and membership changes (on tick
+//! boundaries), network messages due, client messages due, node ticks,
+//! Ready handling (second halves whose fsync is done, then new Readies),
+//! clients acting, and the invariant checks of every node something
+//! happened to. Everything iterates in node-id or time order, and every
+//! random draw comes from the run's one generator, so a seed replays the
+//! same run.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use lincheck::KvOperation;
+use raft::{
+    ConfChange, Config, EntryKind, Index, LogStore, MemStore, Message, MessageBody, NodeId,
+    ProposeError, RawNode, Role,
+};
+
+use crate::client::{
+    Client, ClientEvent, ClientIo, ClientMsg, ClientMsgBody, ClientReply, ClientRequest, OpStats,
+};
+use crate::faults::FaultPlan;
+use crate::fsm::Fsm;
+use crate::invariants::{EntryId, Invariants};
+use crate::limits::{CLIENT_EVENTS_IN_FLIGHT_MAX, READS_WAITING_MAX};
+use crate::net::Network;
+use crate::node::{PendingRead, PendingWrite, SimNode};
+use crate::rng::Rng;
+use crate::trace::Fnv;
+use crate::{FaultStats, Time, TICK};
+
+/// How the nodes of a run are configured (drawn per seed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSettings {
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// A node's fsync takes `[0, fsync_max)` time units.
+    pub fsync_max: Time,
+    /// Snapshot the state machine into the log store every this many
+    /// applied entries.
+    pub compact_every: Index,
+}
+
+/// The whole simulated world. See the module docs.
+pub struct Cluster {
+    pub now: Time,
+    pub rng: Rng,
+    pub nodes: BTreeMap<NodeId, SimNode>,
+    pub net: Network,
+    pub clients: Vec<Client>,
+    /// Client requests and replies in flight: (time, number) → message.
+    pub client_queue: BTreeMap<(Time, u64), ClientMsg>,
+    client_sent: u64,
+    pub settings: NodeSettings,
+    pub inv: Invariants,
+    pub trace: Fnv,
+    pub history: Vec<KvOperation>,
+    pub ops: OpStats,
+    pub faults: FaultStats,
+    next_read_ctx: u64,
+    /// The first violation found; the run stops there.
+    pub violation: Option<String>,
+    pub verbose: bool,
+    /// Print every delivered message.
+    pub trace_messages: bool,
+    /// Clients start no new operations.
+    pub quiet: bool,
+    /// The fault schedule (taken out while it runs).
+    pub plan: Option<FaultPlan>,
+    /// The configuration the cluster was bootstrapped with (the snapshot
+    /// at index 0 of the first nodes). A node added later starts from it
+    /// too: it then replays the configuration changes in the log from index
+    /// 1 on, or gets a snapshot carrying the current configuration. (A node
+    /// started with an empty configuration would derive a wrong one from
+    /// the log's changes alone, e.g. {itself}, and elect itself.)
+    pub bootstrap_conf: raft::ConfState,
+}
+
+impl Cluster {
+    /// A cluster whose nodes `voters` are up and bootstrapped with that
+    /// configuration.
+    pub fn new(
+        rng: Rng,
+        net: Network,
+        voters: &[NodeId],
+        settings: NodeSettings,
+        verbose: bool,
+    ) -> Result<Cluster, String> {
+        let mut c = Cluster {
+            now: 0,
+            rng,
+            nodes: BTreeMap::new(),
+            net,
+            clients: Vec::new(),
+            client_queue: BTreeMap::new(),
+            client_sent: 0,
+            settings,
+            inv: Invariants::new(),
+            trace: Fnv::new(),
+            history: Vec::new(),
+            ops: OpStats::default(),
+            faults: FaultStats::default(),
+            next_read_ctx: 1,
+            violation: None,
+            verbose,
+            trace_messages: false,
+            quiet: false,
+            plan: None,
+            bootstrap_conf: raft::ConfState::with_voters(voters.iter().copied()),
+        };
+        let conf = c.bootstrap_conf.clone();
+        for &id in voters {
+            c.add_node(id, MemStore::with_conf(conf.clone()))?;
+            if let Some(n) = c.nodes.get_mut(&id) {
+                n.joined = true;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Adds an up node `id` over `store`.
+    pub fn add_node(&mut self, id: NodeId, store: MemStore) -> Result<(), String> {
+        let raw = RawNode::new(self.node_config(id, 0), store).map_err(|e| e.to_string())?;
+        let fsm = Fsm::new()?;
+        let phase = self.rng.range(0, TICK);
+        self.nodes.insert(id, SimNode::new(id, raw, fsm, phase));
+        Ok(())
+    }
+
+    fn node_config(&mut self, id: NodeId, applied: Index) -> Config {
+        Config {
+            id,
+            seed: self.rng.u64(),
+            pre_vote: self.settings.pre_vote,
+            check_quorum: self.settings.check_quorum,
+            applied,
+            ..Config::default()
+        }
+    }
+
+    /// Records a violation (the first one wins) and says so if verbose.
+    pub fn fail(&mut self, what: String) {
+        if self.verbose {
+            println!("[{:>7}] VIOLATION {what}", self.now);
+        }
+        if self.violation.is_none() {
+            self.violation = Some(what);
+        }
+    }
+
+    /// Prints an event when verbose.
+    pub fn log(&self, what: impl FnOnce() -> String) {
+        if self.verbose {
+            println!("[{:>7}] {}", self.now, what());
+        }
+    }
+
+    /// Ids of nodes that have not been stopped for good.
+    pub fn live_ids(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| !n.stopped)
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// The up node that leads in the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        let mut best: Option<(u64, NodeId)> = None;
+        for n in self.nodes.values() {
+            if let Some(raw) = &n.raw {
+                let st = raw.status();
+                if st.role == Role::Leader && best.is_none_or(|(t, _)| st.term > t) {
+                    best = Some((st.term, n.id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// One time unit. See the module docs for the order.
+    pub fn step(&mut self) {
+        if self.now.is_multiple_of(TICK) {
+            self.faults_tick();
+        }
+        while let Some(msg) = self.net.next_due(self.now) {
+            self.deliver(msg);
+        }
+        self.deliver_client_msgs();
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for &id in &ids {
+            let now = self.now;
+            if let Some(n) = self.nodes.get_mut(&id) {
+                if let Some(raw) = &mut n.raw {
+                    if (now + n.tick_phase).is_multiple_of(TICK) {
+                        raw.tick();
+                        n.dirty = true;
+                    }
+                }
+            }
+        }
+        for &id in &ids {
+            self.handle_ready(id);
+        }
+        self.clients_act();
+        for &id in &ids {
+            self.check_node(id);
+        }
+        self.now += 1;
+    }
+
+    fn deliver(&mut self, msg: Message) {
+        let Some(n) = self.nodes.get_mut(&msg.to) else {
+            return;
+        };
+        let Some(raw) = &mut n.raw else {
+            return;
+        };
+        hash_message(&mut self.trace, self.now, &msg);
+        if self.trace_messages {
+            println!("[{:>7}] deliver {msg}", self.now);
+        }
+        n.dirty = true;
+        if let Err(e) = raw.step(msg) {
+            let id = n.id;
+            self.fail(format!("node {id}: step failed: {e}"));
+        }
+    }
+
+    // ---- Ready handling -------------------------------------------------
+
+    fn handle_ready(&mut self, id: NodeId) {
+        // Bounded: each pass either finishes a Ready or starts one.
+        for _ in 0..8 {
+            let Some(n) = self.nodes.get(&id) else {
+                return;
+            };
+            let Some(raw) = &n.raw else {
+                return;
+            };
+            match &n.in_flight {
+                Some((_, at)) if *at <= self.now => self.finish_ready(id),
+                Some(_) => return,
+                None if raw.has_ready() => self.start_ready(id),
+                None => return,
+            }
+            if self.violation.is_some() {
+                return;
+            }
+        }
+    }
+
+    /// First half: snapshot, entries, hard state, `messages`.
+    fn start_ready(&mut self, id: NodeId) {
+        let now = self.now;
+        let fsync = self.rng.range(0, self.settings.fsync_max);
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let Some(raw) = &mut n.raw else {
+            return;
+        };
+        n.dirty = true;
+        let rd = raw.ready();
+        self.trace.u64(now);
+        self.trace.u64(id);
+        self.trace.u64(rd.entries.len() as u64);
+        self.trace.u64(rd.committed_entries.len() as u64);
+        let mut errors: Vec<String> = Vec::new();
+        if let Some(snap) = &rd.snapshot {
+            self.faults.snapshots_installed += 1;
+            match Fsm::restore(&snap.data) {
+                Ok(fsm) => n.fsm = fsm,
+                Err(e) => errors.push(format!("node {id}: snapshot restore: {e}")),
+            }
+            if n.fsm.applied() != snap.meta.index {
+                errors.push(format!(
+                    "node {id}: restored state machine is at {} but the snapshot is at {}",
+                    n.fsm.applied(),
+                    snap.meta.index
+                ));
+            }
+            // Writes waiting at or below the snapshot will never apply here.
+            let rest = n.pending_writes.split_off(&(snap.meta.index + 1));
+            let lost = std::mem::replace(&mut n.pending_writes, rest);
+            for (_, w) in lost {
+                send_client(
+                    &mut self.client_queue,
+                    &mut self.client_sent,
+                    &mut self.rng,
+                    now,
+                    ClientMsg {
+                        client: w.client,
+                        op: w.op,
+                        node: id,
+                        body: ClientMsgBody::Reply(ClientReply::Failed),
+                    },
+                );
+            }
+            if let Err(e) = raw.store_mut().install_snapshot(snap.clone()) {
+                errors.push(format!("node {id}: install_snapshot: {e}"));
+            }
+            n.compacted_at = snap.meta.index;
+        }
+        if let Some(first) = rd.entries.first() {
+            let store = raw.store_mut();
+            let mut prev = store.term(first.index - 1).ok();
+            for e in &rd.entries {
+                if let Err(v) = self.inv.observe_appended(id, e, prev) {
+                    errors.push(v.to_string());
+                }
+                prev = Some(e.term);
+            }
+            if let Err(e) = store.append(&rd.entries) {
+                errors.push(format!("node {id}: append: {e}"));
+            }
+        }
+        if let Some(hs) = &rd.hard_state {
+            if let Err(e) = raw.store_mut().save_hard_state(hs) {
+                errors.push(format!("node {id}: save_hard_state: {e}"));
+            }
+        }
+        // The Ready handed out every entry: the store is the core's log.
+        let commit = raw.status().commit;
+        if let Err(v) = check_commit(
+            &mut self.inv,
+            id,
+            raw.store(),
+            commit,
+            &mut n.checked_commit,
+        ) {
+            errors.push(v.to_string());
+        }
+        if let Some(ss) = &rd.soft_state {
+            if ss.role == Role::Leader {
+                let term = raw.status().term;
+                if self.verbose {
+                    println!("[{now:>7}] node {id} became leader in term {term}");
+                }
+                if let Err(v) = self.inv.observe_leader(id, term) {
+                    errors.push(v.to_string());
+                }
+                let store = raw.store();
+                let snapshot_index = store.snapshot_meta().index;
+                let log = |i: Index| {
+                    store
+                        .entries(i, i + 1, u64::MAX)
+                        .ok()
+                        .and_then(|v| v.first().map(EntryId::of))
+                };
+                if let Err(v) = self.inv.check_leader_log(id, term, snapshot_index, log) {
+                    errors.push(v.to_string());
+                }
+            }
+        }
+        for m in &rd.messages {
+            self.net.send(now, m.clone(), &mut self.rng);
+        }
+        let mut rd = rd;
+        rd.messages.clear();
+        n.in_flight = Some((rd, now + fsync));
+        for e in errors {
+            self.fail(e);
+        }
+    }
+
+    /// Second half: sync, `persisted_messages`, apply, reads, advance,
+    /// maybe compact.
+    fn finish_ready(&mut self, id: NodeId) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let Some((rd, _)) = n.in_flight.take() else {
+            return;
+        };
+        let Some(raw) = &mut n.raw else {
+            return;
+        };
+        n.dirty = true;
+        let mut errors: Vec<String> = Vec::new();
+        let mut replies: Vec<ClientMsg> = Vec::new();
+        if let Err(e) = raw.store_mut().sync() {
+            errors.push(format!("node {id}: sync: {e}"));
+        }
+        for m in &rd.persisted_messages {
+            self.net.send(now, m.clone(), &mut self.rng);
+        }
+        for e in &rd.committed_entries {
+            if let Err(v) = self.inv.observe_applied(id, e.index, EntryId::of(e)) {
+                errors.push(v.to_string());
+            }
+            let resp = match n.fsm.apply(e) {
+                Ok(r) => r,
+                Err(err) => {
+                    errors.push(format!("node {id}: apply {}: {err}", e.index));
+                    None
+                }
+            };
+            if e.kind == EntryKind::ConfChange {
+                self.faults.conf_changes_applied += 1;
+                if self.verbose {
+                    if let Ok(cc) = ConfChange::decode(&e.data) {
+                        println!(
+                            "[{now:>7}] node {id} applied conf change {:?} {} at {}",
+                            cc.kind, cc.node_id, e.index
+                        );
+                    }
+                }
+            }
+            if let Some(w) = n.pending_writes.remove(&e.index) {
+                let reply = match resp {
+                    Some(r) if w.term == e.term => ClientReply::Written(r),
+                    _ => ClientReply::Failed,
+                };
+                replies.push(ClientMsg {
+                    client: w.client,
+                    op: w.op,
+                    node: id,
+                    body: ClientMsgBody::Reply(reply),
+                });
+            }
+        }
+        // Writes waiting below what was applied lost their slot.
+        let applied = n.fsm.applied();
+        let rest = n.pending_writes.split_off(&(applied + 1));
+        for (_, w) in std::mem::replace(&mut n.pending_writes, rest) {
+            replies.push(ClientMsg {
+                client: w.client,
+                op: w.op,
+                node: id,
+                body: ClientMsgBody::Reply(ClientReply::Failed),
+            });
+        }
+        for rs in &rd.read_states {
+            if n.reads_waiting.len() < READS_WAITING_MAX {
+                n.reads_waiting.push((rs.index, rs.ctx));
+            }
+        }
+        serve_reads(
+            id,
+            &n.fsm,
+            &mut n.pending_reads,
+            &mut n.reads_waiting,
+            &mut replies,
+            &mut errors,
+        );
+        if let Err(e) = raw.advance(rd) {
+            errors.push(format!("node {id}: advance: {e}"));
+        }
+        // Snapshot the state machine into the log store now and then.
+        let applied = n.fsm.applied();
+        if applied >= n.compacted_at + self.settings.compact_every {
+            match n.fsm.snapshot() {
+                Ok(data) => match raw.compact(applied, data) {
+                    Ok(()) => {
+                        n.compacted_at = applied;
+                        self.faults.compactions += 1;
+                    }
+                    Err(e) => errors.push(format!("node {id}: compact to {applied}: {e}")),
+                },
+                Err(e) => errors.push(format!("node {id}: snapshot: {e}")),
+            }
+        }
+        for r in replies {
+            send_client(
+                &mut self.client_queue,
+                &mut self.client_sent,
+                &mut self.rng,
+                now,
+                r,
+            );
+        }
+        for e in errors {
+            self.fail(e);
+        }
+    }
+
+    // ---- Clients --------------------------------------------------------
+
+    fn deliver_client_msgs(&mut self) {
+        loop {
+            let Some(entry) = self.client_queue.first_entry() else {
+                return;
+            };
+            if entry.key().0 > self.now {
+                return;
+            }
+            let msg = entry.remove();
+            self.trace.u64(self.now);
+            self.trace.u64(msg.client as u64);
+            self.trace.u64(msg.op);
+            self.trace.u64(msg.node);
+            match msg.body {
+                ClientMsgBody::Request(req) => {
+                    self.client_request(msg.client, msg.op, msg.node, req)
+                }
+                ClientMsgBody::Reply(reply) => {
+                    let nodes = self.live_ids();
+                    let mut out = Vec::new();
+                    let mut events = Vec::new();
+                    if let Some(c) = self.clients.get_mut(msg.client) {
+                        let mut io = ClientIo {
+                            nodes: &nodes,
+                            stats: &mut self.ops,
+                            out: &mut out,
+                            events: &mut events,
+                        };
+                        c.on_reply(self.now, msg.op, msg.node, reply, &mut io);
+                    }
+                    self.client_out(out, events);
+                }
+            }
+        }
+    }
+
+    fn client_request(&mut self, client: usize, op: u64, node: NodeId, req: ClientRequest) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        let Some(raw) = &mut n.raw else {
+            return; // A down node answers nothing.
+        };
+        n.dirty = true;
+        let reply = match req {
+            ClientRequest::Write(request) => match raw.propose(Bytes::from(request.encode())) {
+                Ok((index, term)) => {
+                    n.pending_writes
+                        .insert(index, PendingWrite { term, client, op });
+                    None
+                }
+                Err(ProposeError::NotLeader { leader }) => Some(ClientReply::NotLeader(leader)),
+                Err(_) => Some(ClientReply::Failed),
+            },
+            ClientRequest::Read(key) => {
+                let ctx = self.next_read_ctx;
+                self.next_read_ctx += 1;
+                match raw.read_index(ctx) {
+                    Ok(()) => {
+                        n.pending_reads.insert(ctx, PendingRead { client, op, key });
+                        None
+                    }
+                    Err(raft::Error::NotLeader { leader }) => Some(ClientReply::NotLeader(leader)),
+                    Err(raft::Error::NoLeader) => Some(ClientReply::NotLeader(None)),
+                    Err(_) => Some(ClientReply::Failed),
+                }
+            }
+        };
+        if let Some(reply) = reply {
+            let msg = ClientMsg {
+                client,
+                op,
+                node,
+                body: ClientMsgBody::Reply(reply),
+            };
+            send_client(
+                &mut self.client_queue,
+                &mut self.client_sent,
+                &mut self.rng,
+                now,
+                msg,
+            );
+        }
+    }
+
+    fn clients_act(&mut self) {
+        let nodes = self.live_ids();
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        let mut io = ClientIo {
+            nodes: &nodes,
+            stats: &mut self.ops,
+            out: &mut out,
+            events: &mut events,
+        };
+        for c in &mut self.clients {
+            c.act(self.now, self.quiet, &mut io);
+        }
+        self.client_out(out, events);
+    }
+
+    fn client_out(&mut self, out: Vec<ClientMsg>, events: Vec<ClientEvent>) {
+        for m in out {
+            send_client(
+                &mut self.client_queue,
+                &mut self.client_sent,
+                &mut self.rng,
+                self.now,
+                m,
+            );
+        }
+        for ClientEvent::Finished(op) in events {
+            self.history.push(op);
+        }
+    }
+
+    // ---- Checks ---------------------------------------------------------
+
+    fn check_node(&mut self, id: NodeId) {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if !n.dirty {
+            return;
+        }
+        n.dirty = false;
+        let Some(raw) = &mut n.raw else {
+            return;
+        };
+        let mut errors = Vec::new();
+        if let Err(e) = raw.check_invariants() {
+            errors.push(format!("node {id}: invariant: {e}"));
+        }
+        let st = raw.status();
+        if st.role == Role::Leader {
+            if let Err(v) = self.inv.observe_leader(id, st.term) {
+                errors.push(v.to_string());
+            }
+        }
+        // The store shows the core's log only when no Ready is in flight
+        // and every entry has been handed out: entries still in the core's
+        // unstable log may replace (uncommitted) ones in the store.
+        if n.in_flight.is_none() && !raw.has_ready() {
+            if let Err(v) = check_commit(
+                &mut self.inv,
+                id,
+                raw.store(),
+                st.commit,
+                &mut n.checked_commit,
+            ) {
+                errors.push(v.to_string());
+            }
+        }
+        for e in errors {
+            self.fail(e);
+        }
+    }
+
+    /// Crashes node `id`; it comes back at `restart_at`.
+    pub fn crash(&mut self, id: NodeId, restart_at: Time) {
+        if let Some(n) = self.nodes.get_mut(&id) {
+            if n.crash() {
+                n.restart_at = Some(restart_at);
+                self.faults.crashes += 1;
+                self.trace.u64(0xc4a5);
+                self.trace.u64(id);
+                self.log(|| format!("crash node {id} (back at {restart_at})"));
+            }
+        }
+    }
+
+    /// Restarts a crashed node from its durable store.
+    pub fn restart(&mut self, id: NodeId) {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let Some(store) = n.down_store.take() else {
+            return;
+        };
+        n.restart_at = None;
+        let snapshot = match store.snapshot() {
+            Ok(s) => s,
+            Err(e) => return self.fail(format!("node {id}: reading the snapshot on restart: {e}")),
+        };
+        let fsm = match Fsm::restore(&snapshot.data) {
+            Ok(f) => f,
+            Err(e) => return self.fail(format!("node {id}: restoring on restart: {e}")),
+        };
+        let config = self.node_config(id, snapshot.meta.index);
+        let raw = match RawNode::new(config, store) {
+            Ok(r) => r,
+            Err(e) => return self.fail(format!("node {id}: restart: {e}")),
+        };
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.compacted_at = snapshot.meta.index;
+            n.fsm = fsm;
+            n.raw = Some(raw);
+            n.dirty = true;
+        }
+        self.faults.restarts += 1;
+        self.trace.u64(0x5e57);
+        self.trace.u64(id);
+        self.log(|| format!("restart node {id} from snapshot {}", snapshot.meta.index));
+    }
+}
+
+/// Observes node `id`'s committed entries up to `commit` (those not
+/// checked yet), reading them from `store`, which must hold the core's
+/// whole log.
+fn check_commit(
+    inv: &mut Invariants,
+    id: NodeId,
+    store: &MemStore,
+    commit: Index,
+    checked: &mut Index,
+) -> Result<(), crate::invariants::Violation> {
+    let mut i = (*checked).max(store.snapshot_meta().index) + 1;
+    while i <= commit {
+        match store.entries(i, i + 1, u64::MAX) {
+            Ok(v) if !v.is_empty() => {
+                inv.observe_committed(id, i, EntryId::of(&v[0]))?;
+                *checked = i;
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Serves the reads whose index the state machine has reached.
+fn serve_reads(
+    id: NodeId,
+    fsm: &Fsm,
+    pending: &mut BTreeMap<u64, PendingRead>,
+    waiting: &mut Vec<(Index, u64)>,
+    replies: &mut Vec<ClientMsg>,
+    errors: &mut Vec<String>,
+) {
+    let applied = fsm.applied();
+    let mut keep = Vec::new();
+    for (index, ctx) in std::mem::take(waiting) {
+        if index > applied {
+            keep.push((index, ctx));
+            continue;
+        }
+        let Some(r) = pending.remove(&ctx) else {
+            continue;
+        };
+        match fsm.get(&r.key) {
+            Ok(v) => replies.push(ClientMsg {
+                client: r.client,
+                op: r.op,
+                node: id,
+                body: ClientMsgBody::Reply(ClientReply::Read(v)),
+            }),
+            Err(e) => errors.push(format!("node {id}: read: {e}")),
+        }
+    }
+    *waiting = keep;
+}
+
+fn send_client(
+    queue: &mut BTreeMap<(Time, u64), ClientMsg>,
+    sent: &mut u64,
+    rng: &mut Rng,
+    now: Time,
+    msg: ClientMsg,
+) {
+    if queue.len() >= CLIENT_EVENTS_IN_FLIGHT_MAX || rng.chance(10) {
+        return; // Lost on the way.
+    }
+    *sent += 1;
+    let at = now + rng.range(1, 20);
+    queue.insert((at, *sent), msg);
+}
+
+/// Feeds the fields of a delivered message that matter into the trace.
+fn hash_message(h: &mut Fnv, now: Time, m: &Message) {
+    h.u64(now);
+    h.u64(m.from);
+    h.u64(m.to);
+    h.u64(m.term);
+    h.bytes(m.body.name().as_bytes());
+    match &m.body {
+        MessageBody::AppendEntries {
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        } => {
+            h.u64(*prev_index);
+            h.u64(*prev_term);
+            h.u64(entries.len() as u64);
+            h.u64(*commit);
+        }
+        MessageBody::AppendEntriesResponse { reject, index, .. } => {
+            h.u64(u64::from(*reject));
+            h.u64(*index);
+        }
+        MessageBody::RequestVoteResponse { granted } | MessageBody::PreVoteResponse { granted } => {
+            h.u64(u64::from(*granted));
+        }
+        MessageBody::Heartbeat { commit, round } => {
+            h.u64(*commit);
+            h.u64(*round);
+        }
+        MessageBody::InstallSnapshot { snapshot } => h.u64(snapshot.meta.index),
+        _ => {}
+    }
+}

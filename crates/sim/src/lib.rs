@@ -1,0 +1,299 @@
+//! Deterministic simulation of raftkv clusters, with fault injection and
+//! safety checkers.
+//!
+//! One `u64` seed drives a whole run: the cluster's shape, the fault rates,
+//! the network's delays, drops, duplicates and reorderings, partitions
+//! (symmetric, isolate-the-leader, one-way, bridge) and their healing,
+//! crashes that lose everything not yet synced and the restarts after them,
+//! leadership transfers, membership changes (add a learner, promote it,
+//! remove a voter, remove the leader), and a client workload of put / get /
+//! append / compare-and-swap / delete with exactly-once sessions and
+//! ReadIndex reads. Time is simulated ([`TICK`] time units per Raft tick);
+//! nothing reads a clock, and every collection iterates in a fixed order,
+//! so the same seed replays the same run. Each run prints a hash of its
+//! trace (every delivered message, client message and fault) to prove it.
+//!
+//! Checked after every time unit, on every node something happened to
+//! (see [`invariants`]): election safety, log matching, committed entries
+//! never changing, leader completeness, state-machine safety, and the
+//! core's own `check_invariants()`. Checked at the end, after the faults
+//! stop and the cluster settles: replicas at the same applied index have
+//! the same state (digest), every acknowledged append on an append-only key
+//! is there exactly once and nothing is there twice, and the client history
+//! is linearizable ([`lincheck`], per key; timed-out operations may or may
+//! not have taken effect).
+//!
+//! Scenarios ([`Scenario`]): a 3-node cluster, a 5-node cluster, and a
+//! 3-node cluster that changes membership as it runs. All of them run with
+//! every fault enabled.
+//!
+//! ```no_run
+//! let report = sim::run(42, &sim::Options::default());
+//! assert!(report.violation.is_none(), "{}", report.summary());
+//! ```
+
+pub mod client;
+pub mod cluster;
+pub mod faults;
+pub mod fsm;
+pub mod invariants;
+pub mod limits;
+pub mod net;
+pub mod node;
+pub mod rng;
+pub mod trace;
+
+mod end;
+
+use std::fmt;
+
+use raft::{Index, NodeId};
+
+use crate::client::{Client, ClientTiming, OpStats};
+use crate::cluster::{Cluster, NodeSettings};
+use crate::faults::FaultPlan;
+use crate::net::{NetFaults, NetStats, Network};
+use crate::rng::Rng;
+
+/// Simulated time, in units; a Raft tick is [`TICK`] units.
+pub type Time = u64;
+
+/// Time units per Raft tick.
+pub const TICK: Time = 10;
+
+/// The shape of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scenario {
+    /// Three voters.
+    Three,
+    /// Five voters.
+    Five,
+    /// Three voters to start with; learners are added and promoted, voters
+    /// (the leader among them) removed, keeping 3 to 5 voters.
+    Membership,
+}
+
+impl Scenario {
+    /// Every scenario.
+    pub const ALL: [Scenario; 3] = [Scenario::Three, Scenario::Five, Scenario::Membership];
+
+    /// The scenario a seed runs when none is forced: they take turns.
+    pub fn for_seed(seed: u64) -> Scenario {
+        Scenario::ALL[(seed % 3) as usize]
+    }
+
+    /// The scenario's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Three => "3-node",
+            Scenario::Five => "5-node",
+            Scenario::Membership => "membership",
+        }
+    }
+
+    /// The scenario with that name.
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Length of a run in time units (the last quarter has no faults).
+    pub steps: Time,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Force a scenario instead of [`Scenario::for_seed`].
+    pub scenario: Option<Scenario>,
+    /// Print every fault, leader change and violation as it happens.
+    pub verbose: bool,
+    /// Also print every message delivered.
+    pub trace_messages: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            steps: 20_000,
+            clients: 4,
+            scenario: None,
+            verbose: false,
+            trace_messages: false,
+        }
+    }
+}
+
+/// Faults injected in a run, counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultStats {
+    pub crashes: u64,
+    pub restarts: u64,
+    pub partitions: u64,
+    pub one_way_partitions: u64,
+    pub transfers: u64,
+    pub conf_changes_proposed: u64,
+    pub conf_changes_applied: u64,
+    pub compactions: u64,
+    pub snapshots_installed: u64,
+}
+
+/// What a run found.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub scenario: Scenario,
+    /// The hash of the run's trace (see [`trace`]).
+    pub trace_hash: u64,
+    /// The first violation found, if any.
+    pub violation: Option<String>,
+    pub ops: OpStats,
+    /// Operations in the checked history.
+    pub history_ops: usize,
+    /// The linearizability checker gave up (no violation found, none
+    /// proven absent).
+    pub lincheck_unknown: bool,
+    pub net: NetStats,
+    pub faults: FaultStats,
+    /// Terms that had a leader.
+    pub leader_terms: usize,
+    /// The highest committed index seen.
+    pub commit: Index,
+    /// Whether a leader was up at the end.
+    pub leader_at_end: bool,
+    /// Whether every running member had applied the same index at the end.
+    pub converged: bool,
+    /// Time units simulated.
+    pub steps: Time,
+    /// The members of the last leader's configuration.
+    pub members_at_end: Vec<NodeId>,
+}
+
+impl Report {
+    /// The report of a run that found nothing yet (also used for a run
+    /// that panicked).
+    pub fn empty(seed: u64, opts: &Options) -> Report {
+        Report {
+            seed,
+            scenario: opts.scenario.unwrap_or(Scenario::for_seed(seed)),
+            trace_hash: 0,
+            violation: None,
+            ops: OpStats::default(),
+            history_ops: 0,
+            lincheck_unknown: false,
+            net: NetStats::default(),
+            faults: FaultStats::default(),
+            leader_terms: 0,
+            commit: 0,
+            leader_at_end: false,
+            converged: false,
+            steps: 0,
+            members_at_end: Vec::new(),
+        }
+    }
+
+    /// A one-line summary.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "seed {} {}: trace {:016x}; ops ok {} failed {} unknown {}; terms {}, commit {}; \
+             crashes {}, partitions {}, conf changes {}, snapshots {}",
+            self.seed,
+            self.scenario,
+            self.trace_hash,
+            self.ops.ok,
+            self.ops.failed,
+            self.ops.unknown,
+            self.leader_terms,
+            self.commit,
+            self.faults.crashes,
+            self.faults.partitions,
+            self.faults.conf_changes_applied,
+            self.faults.snapshots_installed,
+        );
+        match &self.violation {
+            Some(v) => s.push_str(&format!("; VIOLATION: {v}")),
+            None if self.lincheck_unknown => s.push_str("; lincheck gave up"),
+            None => s.push_str("; ok"),
+        }
+        s
+    }
+}
+
+/// Runs one seed.
+pub fn run(seed: u64, opts: &Options) -> Report {
+    let mut rng = Rng::new(seed);
+    let scenario = opts.scenario.unwrap_or(Scenario::for_seed(seed));
+    let n: NodeId = match scenario {
+        Scenario::Three | Scenario::Membership => 3,
+        Scenario::Five => 5,
+    };
+    let steps = opts.steps.min(limits::STEPS_MAX);
+    let faults = NetFaults::random(&mut rng);
+    let settings = NodeSettings {
+        pre_vote: rng.chance(750),
+        check_quorum: rng.chance(750),
+        fsync_max: rng.range(1, 30),
+        compact_every: rng.range(10, 200),
+    };
+    let plan = FaultPlan {
+        scenario,
+        fault_end: (steps * 3 / 4) / TICK * TICK,
+        crash_per_mille: rng.range(2, 10),
+        down_max: rng.range(1, n / 2 + 2) as usize,
+        partition_per_mille: rng.range(2, 12),
+        transfer_per_mille: rng.range(0, 5),
+        membership_per_mille: 15,
+        heal_at: None,
+        next_id: n + 1,
+    };
+    let voters: Vec<NodeId> = (1..=n).collect();
+    let mut report = Report::empty(seed, opts);
+    let mut cluster = match Cluster::new(
+        rng.fork(),
+        Network::new(faults),
+        &voters,
+        settings,
+        opts.verbose,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            report.violation = Some(format!("cluster setup failed: {e}"));
+            return report;
+        }
+    };
+    let timing = ClientTiming {
+        think_max: 30,
+        attempt_timeout: 200,
+        op_timeout: 1200,
+    };
+    cluster.trace_messages = opts.trace_messages;
+    for i in 0..opts.clients.min(limits::CLIENTS_MAX) {
+        cluster
+            .clients
+            .push(Client::new(i, rng.fork(), timing.clone()));
+    }
+    cluster.plan = Some(plan);
+    let quiet_at = steps.saturating_sub(timing.op_timeout + 300);
+    while cluster.now < steps && cluster.violation.is_none() {
+        cluster.quiet = cluster.now >= quiet_at;
+        cluster.step();
+    }
+    if cluster.violation.is_none() {
+        end::check_end(&mut cluster, &mut report);
+    }
+    report.violation = cluster.violation.clone();
+    report.trace_hash = cluster.trace.finish();
+    report.ops = cluster.ops.clone();
+    report.net = cluster.net.stats.clone();
+    report.faults = cluster.faults.clone();
+    report.leader_terms = cluster.inv.leader_terms();
+    report.commit = cluster.inv.committed_max();
+    report.steps = cluster.now;
+    report
+}

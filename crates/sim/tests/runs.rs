@@ -1,0 +1,69 @@
+//! Whole simulated runs: determinism, and a bounded set of seeds across
+//! every scenario with no violation. Longer runs: `cargo run -p sim
+//! --release -- --seeds N`; set `SIM_SEEDS=N` to run more seeds here.
+
+use sim::{run, Options, Scenario};
+
+fn opts(steps: u64) -> Options {
+    Options {
+        steps,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn one_seed_twice_gives_the_same_trace() {
+    for seed in [7, 8, 9] {
+        let a = run(seed, &opts(8_000));
+        let b = run(seed, &opts(8_000));
+        assert_eq!(a.violation, None, "{}", a.summary());
+        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
+        assert_eq!(a.ops, b.ops, "seed {seed}");
+        assert_eq!(a.faults, b.faults, "seed {seed}");
+        assert!(a.ops.ok > 0, "the workload made progress: {}", a.summary());
+    }
+    let c = run(10, &opts(8_000));
+    let d = run(11, &opts(8_000));
+    assert_ne!(
+        c.trace_hash, d.trace_hash,
+        "different seeds, different runs"
+    );
+}
+
+#[test]
+fn bounded_seeds_have_no_violations() {
+    let seeds: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(21);
+    let mut per_scenario = [0u64; 3];
+    let mut faults = 0;
+    for seed in 0..seeds {
+        let r = run(seed, &opts(10_000));
+        assert_eq!(r.violation, None, "{}", r.summary());
+        per_scenario[Scenario::ALL
+            .iter()
+            .position(|s| *s == r.scenario)
+            .unwrap_or(0)] += 1;
+        faults += r.faults.crashes + r.faults.partitions;
+        assert!(r.history_ops > 0, "{}", r.summary());
+    }
+    assert!(per_scenario.iter().all(|&n| n > 0), "{per_scenario:?}");
+    assert!(faults > seeds, "faults were injected: {faults}");
+}
+
+#[test]
+fn membership_runs_change_membership() {
+    let o = Options {
+        steps: 10_000,
+        scenario: Some(Scenario::Membership),
+        ..Options::default()
+    };
+    let mut changes = 0;
+    for seed in 100..103 {
+        let r = run(seed, &o);
+        assert_eq!(r.violation, None, "{}", r.summary());
+        changes += r.faults.conf_changes_proposed;
+    }
+    assert!(changes > 0, "membership changes were made");
+}
