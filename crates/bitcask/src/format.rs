@@ -177,10 +177,10 @@ pub fn encode_hint(entries: &[HintEntry]) -> Vec<u8> {
 /// Decodes a whole hint file, calling `f` for each entry (the key as a
 /// slice of `bytes`). Any damage is an error; the caller then falls back
 /// to scanning the data file.
-pub fn decode_hint(
+pub fn decode_hint<'a>(
     path: &Path,
-    bytes: &[u8],
-    mut f: impl FnMut(u64, u8, &[u8], u32, u32),
+    bytes: &'a [u8],
+    mut f: impl FnMut(u64, u8, &'a [u8], u32, u32),
 ) -> Result<()> {
     check_header(path, bytes, HINT_MAGIC)?;
     if bytes.len() < HEADER_LEN + HINT_FOOTER_LEN {

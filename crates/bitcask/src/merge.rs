@@ -109,7 +109,12 @@ fn copy_live(
             let Some(key) = live_key else { continue };
             let value = &bytes[format::RECORD_HEADER_LEN + key.len()..];
             record.clear();
-            format::encode_record(&mut record, h.timestamp, 0, &key, value);
+            if h.flags == 0 {
+                record.extend_from_slice(bytes);
+            } else {
+                // Clear the batch flag: the copy stands alone.
+                format::encode_record(&mut record, h.timestamp, 0, &key, value);
+            }
             let out = output_for(db, outputs, record.len() as u64)?;
             let to = Entry {
                 timestamp: h.timestamp,
