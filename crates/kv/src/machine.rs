@@ -110,6 +110,17 @@ impl<E: Engine> KvReader<E> {
     /// # Errors
     /// `Command` for an invalid range; `Fatal` as for [`get`](Self::get).
     pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KeyValue>> {
+        Ok(self.scan_page(start, end, limit)?.0)
+    }
+
+    /// Like [`scan`](Self::scan), and also whether more keys follow in the
+    /// range (continue from the last key returned plus a `0` byte).
+    pub fn scan_page(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<KeyValue>, bool)> {
         check_range(start, end)?;
         self.check_usable()?;
         let limit = if limit == 0 {
@@ -119,15 +130,16 @@ impl<E: Engine> KvReader<E> {
         };
         let (lo, hi) = user_bounds(start, end);
         let (s, e) = bounds(&lo, &hi);
-        let pairs = eng(self.engine.scan(s, e, limit))?;
-        let mut out = Vec::with_capacity(pairs.len());
-        for (k, v) in pairs {
+        let pairs = eng(self.engine.scan(s, e, limit + 1))?;
+        let more = pairs.len() > limit;
+        let mut out = Vec::with_capacity(pairs.len().min(limit));
+        for (k, v) in pairs.into_iter().take(limit) {
             let Some(user) = keys::strip_user(&k) else {
                 continue;
             };
             out.push(Record::decode_stored(user, &v)?.into_kv(user.to_vec()));
         }
-        Ok(out)
+        Ok((out, more))
     }
 
     /// Up to `limit` key-values whose keys start with `prefix`.
@@ -434,6 +446,16 @@ impl<E: Engine> StateMachine<E> {
     /// See [`KvReader::scan`].
     pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KeyValue>> {
         self.reader.scan(start, end, limit)
+    }
+
+    /// See [`KvReader::scan_page`].
+    pub fn scan_page(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<KeyValue>, bool)> {
+        self.reader.scan_page(start, end, limit)
     }
 
     /// See [`KvReader::scan_prefix`].

@@ -448,6 +448,12 @@ fn scans_see_only_user_keys_in_order_with_limits() {
     let keys: Vec<&[u8]> = all.iter().map(|kv| kv.key.as_slice()).collect();
     assert_eq!(keys, vec![&b"a"[..], b"b", b"c", b"c\x00", b"\xff"]);
     assert_eq!(d.sm.scan(b"b", b"", 2).unwrap().len(), 2);
+    let (page, more) = d.sm.scan_page(b"b", b"", 2).unwrap();
+    assert_eq!(page.len(), 2);
+    assert!(more);
+    let (page, more) = d.sm.scan_page(b"b", b"", 4).unwrap();
+    assert_eq!(page.len(), 4);
+    assert!(!more);
     assert_eq!(d.sm.scan(b"b", b"c", 0).unwrap().len(), 1);
     assert_eq!(d.sm.scan_prefix(b"c", 0).unwrap().len(), 2);
     assert_eq!(d.sm.scan_prefix(b"\xff", 0).unwrap().len(), 1);
