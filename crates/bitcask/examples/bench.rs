@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
-use bitcask::{Bitcask, Engine, Options};
+use bitcask::{Bitcask, Engine, Options, View};
 
 /// Counts the bytes currently allocated (requested sizes).
 struct Counting;
@@ -130,6 +130,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&lat, 0.999) as f64 / 1e3,
         *lat.last().unwrap_or(&0) as f64 / 1e3
     );
+
+    // A point-in-time view (the keydir clone) and a full ordered pass over
+    // it, as a snapshot would do.
+    let start = Instant::now();
+    let view = db.view()?;
+    let view_secs = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    for pair in view.iter() {
+        let (k, v) = pair?;
+        bytes += k.len() + v.len();
+    }
+    let iter_secs = start.elapsed().as_secs_f64();
+    println!(
+        "view:    {:.0} ms to take with {} keys; iterating it: {:.0} keys/s ({:.0} MB/s)",
+        view_secs * 1e3,
+        view.len(),
+        view.len() as f64 / iter_secs,
+        bytes as f64 / 1e6 / iter_secs
+    );
+    drop(view);
 
     // Restart with hint files (rotate first so every file has one).
     db.merge()?;

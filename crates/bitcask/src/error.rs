@@ -55,10 +55,6 @@ pub enum Error {
     /// The options passed to `open` are invalid.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
-    /// The directory holds more than [`limits::files_max`](crate::limits::files_max)
-    /// data files.
-    #[error("too many data files ({count}, limit {max}); merge first")]
-    TooManyFiles { count: usize, max: usize },
     /// An earlier write or fsync failed, so what is on disk is unknown; the
     /// engine refuses every call until it is reopened (retrying an fsync
     /// after a failure is not safe).

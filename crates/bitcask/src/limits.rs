@@ -30,10 +30,6 @@ pub const file_size_max: u64 = 1024 * 1024 * 1024;
 /// The default size at which the active data file is rotated.
 pub const file_size_default: u64 = 256 * 1024 * 1024;
 
-/// The most data files a directory may hold (keeps open file handles
-/// bounded; merge to get below it).
-pub const files_max: usize = 16 * 1024;
-
 // Every offset in a data file fits in the keydir's `u32`.
 const _: () = assert!(file_size_max + batch_size_max as u64 <= u32::MAX as u64);
 // One record of maximal size fits in a batch.

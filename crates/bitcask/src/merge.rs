@@ -37,21 +37,22 @@ pub fn merge(db: &Bitcask) -> Result<MergeStats> {
             "a thread panicked while holding a lock".into(),
         ))
     })?;
-    // Rotate so that everything written so far is in an immutable file.
-    let active_id = {
+    // Rotate so that everything written so far is in an immutable file, and
+    // take the inputs while holding the writer lock: a rotation after this
+    // point only adds files newer than every input.
+    let inputs: Vec<Arc<DataFile>> = {
         let mut w = db.lock_writer()?;
         if w.len > format::HEADER_LEN as u64 {
             db.rotate(&mut w).map_err(|e| db.fatal(e))?;
         }
-        w.active.id
+        let active_id = w.active.id;
+        let s = db.read_state()?;
+        s.files
+            .values()
+            .filter(|f| f.id != active_id)
+            .cloned()
+            .collect()
     };
-    let inputs: Vec<Arc<DataFile>> = db
-        .read_state()?
-        .files
-        .values()
-        .filter(|f| f.id != active_id)
-        .cloned()
-        .collect();
     if inputs.is_empty() {
         return Ok(MergeStats::default());
     }

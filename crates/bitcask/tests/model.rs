@@ -52,7 +52,7 @@ fn all(view: &BitcaskView) -> Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn bitcask_behaves_like_a_btreemap(actions in prop::collection::vec(action(), 1..80)) {
