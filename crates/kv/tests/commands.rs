@@ -2,19 +2,13 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use bitcask::MemEngine;
+use bitcask::Engine;
 use common::{append, put, Driver};
 use kv::{
     limits, prefix_end, Applied, Command, CommandError, Compare, CompareOp, CompareTarget,
     KeyValue, Op, OpResult, Reply,
 };
 use raft::EntryKind;
-
-fn driver() -> Driver<MemEngine> {
-    Driver::new(Arc::new(MemEngine::new()))
-}
 
 fn kv(key: &[u8], value: &[u8], create: u64, modi: u64, version: u64) -> KeyValue {
     KeyValue {
@@ -26,9 +20,7 @@ fn kv(key: &[u8], value: &[u8], create: u64, modi: u64, version: u64) -> KeyValu
     }
 }
 
-#[test]
-fn put_keeps_create_index_and_counts_versions() {
-    let mut d = driver();
+fn put_keeps_create_index_and_counts_versions<E: Engine>(mut d: Driver<E>) {
     assert_eq!(d.ok(put(b"a", b"1")), Reply::Put { prev: None });
     d.ok(put(b"other", b"x"));
     let r = d.req(
@@ -51,9 +43,7 @@ fn put_keeps_create_index_and_counts_versions() {
     assert_eq!(d.sm.applied_index(), 3);
 }
 
-#[test]
-fn delete_then_recreate_starts_over() {
-    let mut d = driver();
+fn delete_then_recreate_starts_over<E: Engine>(mut d: Driver<E>) {
     d.ok(put(b"k", b"v1"));
     d.ok(put(b"k", b"v2"));
     let r = d.ok(Command::Delete {
@@ -83,9 +73,7 @@ fn delete_then_recreate_starts_over() {
     assert_eq!(d.sm.get(b"k").unwrap(), Some(kv(b"k", b"v3", 5, 5, 1)));
 }
 
-#[test]
-fn delete_range_and_prefix() {
-    let mut d = driver();
+fn delete_range_and_prefix<E: Engine>(mut d: Driver<E>) {
     for k in [
         &b"a"[..],
         b"ab",
@@ -145,9 +133,7 @@ fn delete_range_and_prefix() {
     assert_eq!(r.result, Err(CommandError::InvalidRange));
 }
 
-#[test]
-fn delete_range_over_the_limit_removes_nothing() {
-    let mut d = driver();
+fn delete_range_over_the_limit_removes_nothing<E: Engine>(mut d: Driver<E>) {
     let max = limits::DELETE_RANGE_KEYS_MAX;
     let per_txn = limits::OPS_PER_TXN_MAX;
     let mut n = 0;
@@ -182,9 +168,7 @@ fn delete_range_over_the_limit_removes_nothing() {
     assert_eq!(r, Reply::DeleteRange { deleted: 100 });
 }
 
-#[test]
-fn append_creates_then_appends_and_respects_the_limit() {
-    let mut d = driver();
+fn append_creates_then_appends_and_respects_the_limit<E: Engine>(mut d: Driver<E>) {
     assert_eq!(
         d.ok(append(b"log", b"a")),
         Reply::Append {
@@ -222,7 +206,7 @@ fn cmp(key: &[u8], target: CompareTarget, op: CompareOp) -> Compare {
 }
 
 /// Runs a txn with one compare; returns whether it succeeded.
-fn holds(d: &mut Driver<MemEngine>, c: Compare) -> bool {
+fn holds<E: Engine>(d: &mut Driver<E>, c: Compare) -> bool {
     match d.ok(Command::Txn {
         compares: vec![c],
         success: Vec::new(),
@@ -236,11 +220,9 @@ fn holds(d: &mut Driver<MemEngine>, c: Compare) -> bool {
     }
 }
 
-#[test]
-fn txn_compare_semantics() {
+fn txn_compare_semantics<E: Engine>(mut d: Driver<E>) {
     use CompareOp::*;
     use CompareTarget::*;
-    let mut d = driver();
     d.ok(put(b"k", b"m")); // index 1, version 1
     d.ok(put(b"k", b"m")); // index 2, version 2
     let cases: Vec<(CompareTarget, CompareOp, bool)> = vec![
@@ -282,9 +264,7 @@ fn txn_compare_semantics() {
     }
 }
 
-#[test]
-fn txn_runs_one_branch_in_order() {
-    let mut d = driver();
+fn txn_runs_one_branch_in_order<E: Engine>(mut d: Driver<E>) {
     d.ok(put(b"x", b"1"));
     let txn = |expect: &[u8]| Command::Txn {
         compares: vec![cmp(
@@ -341,9 +321,7 @@ fn txn_runs_one_branch_in_order() {
     assert_eq!(d.sm.get(b"y").unwrap(), Some(kv(b"y", b"b", 3, 3, 2)));
 }
 
-#[test]
-fn txn_is_all_or_nothing_when_its_response_is_too_large() {
-    let mut d = driver();
+fn txn_is_all_or_nothing_when_its_response_is_too_large<E: Engine>(mut d: Driver<E>) {
     let big = vec![7u8; limits::VALUE_SIZE_MAX];
     for k in [&b"b1"[..], b"b2", b"b3"] {
         d.ok(put(k, &big));
@@ -379,9 +357,7 @@ fn txn_is_all_or_nothing_when_its_response_is_too_large() {
     assert_eq!(d.sm.applied_index(), 4);
 }
 
-#[test]
-fn bad_entries_give_deterministic_refusals() {
-    let mut d = driver();
+fn bad_entries_give_deterministic_refusals<E: Engine>(mut d: Driver<E>) {
     let r = d.apply_raw(b"\x01garbage".to_vec());
     assert!(matches!(r.result, Err(CommandError::Malformed { .. })));
     assert_eq!(r.index, 1);
@@ -404,9 +380,7 @@ fn bad_entries_give_deterministic_refusals() {
     assert!(d.sm.scan(b"", b"", 0).unwrap().is_empty());
 }
 
-#[test]
-fn noop_and_conf_change_only_advance_the_index() {
-    let mut d = driver();
+fn noop_and_conf_change_only_advance_the_index<E: Engine>(mut d: Driver<E>) {
     assert_eq!(
         d.apply_entry(EntryKind::Normal, Vec::new()),
         Applied::Empty { index: 1 }
@@ -420,9 +394,7 @@ fn noop_and_conf_change_only_advance_the_index() {
     assert_eq!(d.sm.applied_index(), 2);
 }
 
-#[test]
-fn entries_must_come_in_order() {
-    let mut d = driver();
+fn entries_must_come_in_order<E: Engine>(mut d: Driver<E>) {
     d.ok(put(b"a", b"1"));
     let gap = common::normal(5, Vec::new());
     assert!(matches!(
@@ -436,9 +408,7 @@ fn entries_must_come_in_order() {
     assert_eq!(d.sm.apply(&old).unwrap(), Applied::Skipped { index: 1 });
 }
 
-#[test]
-fn scans_see_only_user_keys_in_order_with_limits() {
-    let mut d = driver();
+fn scans_see_only_user_keys_in_order_with_limits<E: Engine>(mut d: Driver<E>) {
     let s = d.register();
     d.req(s, 1, put(b"\xff", b"top")).result.unwrap();
     for k in [&b"b"[..], b"a", b"c\x00", b"c"] {
@@ -470,3 +440,18 @@ fn scans_see_only_user_keys_in_order_with_limits() {
         .unwrap();
     assert_eq!(got.map(|kv| kv.value), Some(b"v".to_vec()));
 }
+
+on_both_engines!(
+    txn_compare_semantics,
+    put_keeps_create_index_and_counts_versions,
+    delete_then_recreate_starts_over,
+    delete_range_and_prefix,
+    delete_range_over_the_limit_removes_nothing,
+    append_creates_then_appends_and_respects_the_limit,
+    txn_runs_one_branch_in_order,
+    txn_is_all_or_nothing_when_its_response_is_too_large,
+    bad_entries_give_deterministic_refusals,
+    noop_and_conf_change_only_advance_the_index,
+    entries_must_come_in_order,
+    scans_see_only_user_keys_in_order_with_limits,
+);

@@ -5,14 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use bitcask::MemEngine;
+use bitcask::{Engine, MemEngine};
 use common::{append, put, Driver};
 use kv::{Command, CommandError, Reply, Request, SessionLimits};
 use raft::EntryKind;
-
-fn driver() -> Driver<MemEngine> {
-    Driver::new(Arc::new(MemEngine::new()))
-}
 
 fn small(sessions_max: usize, idle_entries_max: u64) -> Driver<MemEngine> {
     Driver::with_limits(
@@ -24,9 +20,7 @@ fn small(sessions_max: usize, idle_entries_max: u64) -> Driver<MemEngine> {
     )
 }
 
-#[test]
-fn a_duplicate_is_answered_from_the_session_not_applied_again() {
-    let mut d = driver();
+fn a_duplicate_is_answered_from_the_session_not_applied_again<E: Engine>(mut d: Driver<E>) {
     d.ok(put(b"pad", b"x"));
     let c = d.register();
     assert_eq!(c, 2, "the client id is the registering entry's index");
@@ -64,9 +58,7 @@ fn a_duplicate_is_answered_from_the_session_not_applied_again() {
     assert_eq!(d.value(b"log"), Some(b"abc".to_vec()));
 }
 
-#[test]
-fn refusals_are_remembered_too() {
-    let mut d = driver();
+fn refusals_are_remembered_too<E: Engine>(mut d: Driver<E>) {
     let c = d.register();
     let refused = d.req(c, 1, put(b"", b"v"));
     assert_eq!(refused.result, Err(CommandError::EmptyKey));
@@ -74,9 +66,7 @@ fn refusals_are_remembered_too() {
     assert_eq!(d.value(b"k"), None);
 }
 
-#[test]
-fn unknown_sessions_and_bad_registrations_are_refused() {
-    let mut d = driver();
+fn unknown_sessions_and_bad_registrations_are_refused<E: Engine>(mut d: Driver<E>) {
     assert_eq!(
         d.req(77, 1, put(b"k", b"v")).result,
         Err(CommandError::UnknownSession { client_id: 77 })
@@ -183,3 +173,9 @@ fn expiry_is_the_same_on_every_replica() {
         .iter()
         .any(|r| matches!(r.result, Err(CommandError::UnknownSession { .. }))));
 }
+
+on_both_engines!(
+    a_duplicate_is_answered_from_the_session_not_applied_again,
+    refusals_are_remembered_too,
+    unknown_sessions_and_bad_registrations_are_refused,
+);

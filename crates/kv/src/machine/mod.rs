@@ -73,6 +73,7 @@ impl<E: Engine> std::fmt::Debug for StateMachine<E> {
             .finish_non_exhaustive()
     }
 }
+
 /// The engine writes of a run of entries, written as one atomic batch with
 /// the applied index of the last one.
 #[derive(Default)]

@@ -137,3 +137,25 @@ impl<E: Engine> Driver<E> {
         self.sm.get(key).unwrap().map(|kv| kv.value)
     }
 }
+
+/// Makes each named `fn name<E: Engine>(d: Driver<E>)` a test module that
+/// runs it over `MemEngine` and over `Bitcask` (in a fresh directory).
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn mem() {
+                let engine = std::sync::Arc::new(bitcask::MemEngine::new());
+                super::$name($crate::common::Driver::new(engine));
+            }
+
+            #[test]
+            fn bitcask() {
+                let dir = tempfile::tempdir().unwrap();
+                let engine = bitcask::Bitcask::open(dir.path(), bitcask::Options::default()).unwrap();
+                super::$name($crate::common::Driver::new(std::sync::Arc::new(engine)));
+            }
+        }
+    )*};
+}
