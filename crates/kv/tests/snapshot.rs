@@ -117,6 +117,24 @@ fn restore_replaces_a_stale_node_and_works_on_bitcask() {
 }
 
 #[test]
+fn a_snapshot_at_the_applied_index_or_of_nothing_restores() {
+    // Index 0: a state machine that applied nothing.
+    let src = mem();
+    let chunks = chunks_of(&src, 64);
+    let mut dst = mem();
+    assert_eq!(dst.sm.restore(&chunks).unwrap(), 0);
+    assert_eq!(dst.sm.digest().unwrap(), src.sm.digest().unwrap());
+    // At the node's own applied index: replaced by the same state.
+    let mut src = mem();
+    populate(&mut src);
+    let chunks = chunks_of(&src, 1000);
+    let mut same = mem();
+    populate(&mut same);
+    assert_eq!(same.sm.restore(&chunks).unwrap(), src.sm.applied_index());
+    assert_eq!(same.sm.digest().unwrap(), src.sm.digest().unwrap());
+}
+
+#[test]
 fn an_empty_state_round_trips() {
     let mut src = mem();
     src.apply_entry(raft::EntryKind::Normal, Vec::new());
@@ -210,7 +228,7 @@ fn missing_reordered_or_extra_chunks_are_refused() {
 }
 
 #[test]
-fn a_snapshot_not_above_the_applied_index_is_refused_untouched() {
+fn a_snapshot_below_the_applied_index_is_refused_untouched() {
     let mut src = mem();
     populate(&mut src);
     let chunks = chunks_of(&src, limits::CHUNK_BYTES_MAX);

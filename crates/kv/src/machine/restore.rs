@@ -20,7 +20,7 @@ impl<E: Engine> StateMachine<E> {
     /// the crate docs, "Snapshots"). Returns the snapshot's index.
     ///
     /// # Errors
-    /// A bad first chunk, or a snapshot not above the applied index (unless
+    /// A bad first chunk, or a snapshot below the applied index (unless
     /// a restore is pending), is refused before anything changes. A bad
     /// later chunk leaves the state machine with
     /// [`restore_pending`](Self::restore_pending) set: restore again.
@@ -46,9 +46,9 @@ impl<E: Engine> StateMachine<E> {
     pub fn begin_restore(&mut self, first_chunk: &[u8]) -> Result<Restore<'_, E>, FatalError> {
         let (loader, ops) = Loader::begin(first_chunk)?;
         let applied = self.applied_index();
-        if self.restore_pending().is_none() && loader.index <= applied {
+        if self.restore_pending().is_none() && loader.index < applied {
             return Err(FatalError::Snapshot(format!(
-                "snapshot at index {} is not above the applied index {applied}",
+                "snapshot at index {} is below the applied index {applied}",
                 loader.index
             )));
         }
