@@ -18,6 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
@@ -164,6 +165,34 @@ impl<'a> OpRef<'a> {
     }
 }
 
+/// Set once a fatal error happened; every later call fails.
+#[derive(Debug, Default)]
+pub(crate) struct Poison {
+    flag: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl Poison {
+    fn check(&self) -> Result<()> {
+        if self.flag.load(Ordering::Acquire) {
+            let reason = self.reason.lock().map(|r| r.clone()).unwrap_or_default();
+            return Err(Error::Poisoned(reason));
+        }
+        Ok(())
+    }
+
+    fn set(&self, err: &Error) {
+        if err.is_fatal() {
+            if let Ok(mut r) = self.reason.lock() {
+                if r.is_empty() {
+                    *r = err.to_string();
+                }
+            }
+            self.flag.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// What opening the engine found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -197,10 +226,19 @@ pub struct Bitcask {
     pub(crate) writer: Mutex<Writer>,
     pub(crate) merging: Mutex<()>,
     pub(crate) next_file_id: AtomicU32,
-    pub(crate) poisoned: AtomicBool,
-    pub(crate) poison_reason: Mutex<String>,
+    pub(crate) poison: Arc<Poison>,
+    /// Threads writing the hint files of rotated-out files (at most
+    /// [`limits::hint_threads_max`]); joined on drop.
+    pub(crate) hint_threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) report: RecoveryReport,
     pub(crate) _lock: crate::recovery::DirLock,
+}
+
+impl Drop for Bitcask {
+    fn drop(&mut self) {
+        // Hint threads must finish before the directory can be opened again.
+        let _ = self.wait_for_hints();
+    }
 }
 
 impl std::fmt::Debug for Bitcask {
@@ -242,27 +280,12 @@ impl Bitcask {
     }
 
     pub(crate) fn check_poison(&self) -> Result<()> {
-        if self.poisoned.load(Ordering::Acquire) {
-            let reason = self
-                .poison_reason
-                .lock()
-                .map(|r| r.clone())
-                .unwrap_or_default();
-            return Err(Error::Poisoned(reason));
-        }
-        Ok(())
+        self.poison.check()
     }
 
     /// Stops the engine after a fatal error and returns the error.
     pub(crate) fn fatal(&self, err: Error) -> Error {
-        if err.is_fatal() {
-            if let Ok(mut r) = self.poison_reason.lock() {
-                if r.is_empty() {
-                    *r = err.to_string();
-                }
-            }
-            self.poisoned.store(true, Ordering::Release);
-        }
+        self.poison.set(&err);
         err
     }
 
@@ -285,8 +308,9 @@ impl Bitcask {
     }
 
     /// Makes the active file immutable and starts a new one: fsync the old
-    /// file, create the new one durably, switch, then write the old file's
-    /// hint file.
+    /// file (so that nothing in a newer file can survive a crash that loses
+    /// older writes), create the new one durably, switch. The old file's
+    /// hint is written by a background thread.
     pub(crate) fn rotate(&self, w: &mut Writer) -> Result<()> {
         w.active.file.sync_data().at(&w.active.path)?;
         let id = self.next_file_id.fetch_add(1, Ordering::SeqCst);
@@ -298,8 +322,57 @@ impl Bitcask {
             s.files.insert(id, new);
             s.space.insert(id, (w.len, 0));
         }
-        let scan = file::scan(&old, false)?;
-        file::write_hint(&self.dir, old.id, &scan.entries)
+        self.spawn_hint_writer(old)
+    }
+
+    /// Writes `file`'s hint file on a background thread (scan, then write
+    /// and rename durably); a failure poisons the engine. Until it is done,
+    /// a restart scans the data file instead, so nothing waits for it. If a
+    /// merge deletes the data file first, the hint is an orphan that the
+    /// next open deletes.
+    fn spawn_hint_writer(&self, file: Arc<DataFile>) -> Result<()> {
+        let mut threads = self
+            .hint_threads
+            .lock()
+            .map_err(|_| Error::Poisoned("a thread panicked while holding a lock".into()))?;
+        let (done, mut running): (Vec<_>, Vec<_>) =
+            threads.drain(..).partition(|t| t.is_finished());
+        for t in done {
+            let _ = t.join();
+        }
+        // Bounded: wait for the oldest when too many are running.
+        while running.len() >= limits::hint_threads_max {
+            let _ = running.remove(0).join();
+        }
+        let dir = self.dir.clone();
+        let poison = self.poison.clone();
+        let spawned = std::thread::Builder::new()
+            .name("bitcask-hint".into())
+            .spawn(move || {
+                let written = file::scan(&file, false)
+                    .and_then(|scan| file::write_hint(&dir, file.id, &scan.entries));
+                if let Err(e) = written {
+                    poison.set(&e);
+                }
+            })
+            .at(&self.dir)?;
+        running.push(spawned);
+        *threads = running;
+        Ok(())
+    }
+
+    /// Waits until every rotated-out file has its hint file.
+    pub fn wait_for_hints(&self) -> Result<()> {
+        let threads: Vec<_> = self
+            .hint_threads
+            .lock()
+            .map_err(|_| Error::Poisoned("a thread panicked while holding a lock".into()))?
+            .drain(..)
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        self.check_poison()
     }
 
     fn write_batch_locked(&self, w: &mut Writer, ops: &[OpRef<'_>]) -> Result<()> {

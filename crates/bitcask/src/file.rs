@@ -3,7 +3,7 @@
 //! and writing and loading hint files.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -135,28 +135,47 @@ pub struct BadRecord {
 }
 
 /// Reads the records of a data file in order, checking each one's CRC.
+/// Uses positioned reads only (never the file's shared cursor), so scans of
+/// one file may run on several threads at once.
 pub struct RecordReader<'a> {
     file: &'a DataFile,
-    reader: BufReader<&'a File>,
+    /// Bytes of the file from `buf_at`, read ahead.
+    buf: Vec<u8>,
+    buf_at: u64,
     pub pos: u64,
     pub len: u64,
-    buf: Vec<u8>,
 }
+
+/// How much a [`RecordReader`] reads ahead.
+const READ_AHEAD: usize = 1 << 20;
 
 impl<'a> RecordReader<'a> {
     pub fn new(file: &'a DataFile) -> Result<Self> {
         let len = file.len()?;
-        let mut reader = BufReader::with_capacity(1 << 20, &file.file);
-        reader
-            .seek(SeekFrom::Start(format::HEADER_LEN as u64))
-            .at(&file.path)?;
         Ok(RecordReader {
             file,
-            reader,
+            buf: Vec::new(),
+            buf_at: format::HEADER_LEN as u64,
             pos: format::HEADER_LEN as u64,
             len,
-            buf: Vec::new(),
         })
+    }
+
+    /// Makes `buf` hold the file's bytes `at..at + n` (which the caller
+    /// checked are inside the file) and returns their start in `buf`.
+    fn fill(&mut self, at: u64, n: usize) -> Result<usize> {
+        let have = self.buf_at + self.buf.len() as u64;
+        if at >= self.buf_at && at + n as u64 <= have {
+            return Ok((at - self.buf_at) as usize);
+        }
+        let want = n.max(READ_AHEAD).min((self.len - at) as usize);
+        self.buf.resize(want, 0);
+        self.file
+            .file
+            .read_exact_at(&mut self.buf, at)
+            .at(&self.file.path)?;
+        self.buf_at = at;
+        Ok(0)
     }
 
     /// The next record (its offset, header and whole encoded bytes), `None`
@@ -173,24 +192,21 @@ impl<'a> RecordReader<'a> {
         if self.len - offset < format::RECORD_HEADER_LEN as u64 {
             return bad("partial record header");
         }
-        self.buf.resize(format::RECORD_HEADER_LEN, 0);
-        self.reader.read_exact(&mut self.buf).at(&self.file.path)?;
-        let Some(h) = RecordHeader::decode(&self.buf) else {
+        let start = self.fill(offset, format::RECORD_HEADER_LEN)?;
+        let Some(h) = RecordHeader::decode(&self.buf[start..]) else {
             return bad("bad record header");
         };
         let len = h.len();
         if self.len - offset < len as u64 {
             return bad("record runs past the end of the file");
         }
-        self.buf.resize(len, 0);
-        self.reader
-            .read_exact(&mut self.buf[format::RECORD_HEADER_LEN..])
-            .at(&self.file.path)?;
-        if !h.crc_ok(&self.buf) {
+        let start = self.fill(offset, len)?;
+        let record = &self.buf[start..start + len];
+        if !h.crc_ok(record) {
             return bad("record checksum mismatch");
         }
         self.pos += len as u64;
-        Ok(Ok(Some((offset, h, &self.buf))))
+        Ok(Ok(Some((offset, h, record))))
     }
 }
 

@@ -30,6 +30,10 @@ pub const file_size_max: u64 = 1024 * 1024 * 1024;
 /// The default size at which the active data file is rotated.
 pub const file_size_default: u64 = 256 * 1024 * 1024;
 
+/// The most background threads writing hint files at once; a rotation
+/// beyond that waits for the oldest.
+pub const hint_threads_max: usize = 4;
+
 // Every offset in a data file fits in the keydir's `u32`.
 const _: () = assert!(file_size_max + batch_size_max as u64 <= u32::MAX as u64);
 // One record of maximal size fits in a batch.

@@ -314,8 +314,8 @@ pub fn open(dir: &Path, options: Options) -> Result<Bitcask> {
         }),
         merging: Mutex::new(()),
         next_file_id,
-        poisoned: Default::default(),
-        poison_reason: Default::default(),
+        poison: Default::default(),
+        hint_threads: Default::default(),
         report,
         _lock: lock,
     })
