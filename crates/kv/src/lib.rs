@@ -151,7 +151,8 @@
 //! ```
 //!
 //! Trailing bytes, unknown tags and versions, bad bools, truncation and
-//! overflowing varints are each a typed [`DecodeError`]. Responses have
+//! overlong or overflowing varints are each a typed [`DecodeError`], so
+//! every request has exactly one encoding. Responses have
 //! their own encoding ([`Response::encode`]), used to store a session's
 //! last response.
 //!
@@ -185,7 +186,30 @@
 //! A crash or a bad chunk in between leaves the marker: the state machine
 //! then opens with [`restore_pending`](StateMachine::restore_pending) set,
 //! refuses to apply or read, and the restore must be redone (keep the
-//! snapshot until `restore` returns).
+//! snapshot until `restore` returns). A snapshot below the applied index is
+//! refused before anything changes.
+//!
+//! # Driving it from the server
+//!
+//! 1. Open the engine, then [`StateMachine::open`]. If
+//!    [`restore_pending`](StateMachine::restore_pending) is set, or the
+//!    applied index is below the log store's snapshot index, restore the
+//!    log store's snapshot first.
+//! 2. The apply task owns the `StateMachine` and hands it the committed
+//!    entries of each `Ready` with [`apply_all`](StateMachine::apply_all);
+//!    it answers each waiting client with the `Response` of its entry
+//!    (match by the entry's index and term: a duplicate's response carries
+//!    the original's index). Any `Err` stops the node.
+//! 3. Reads use [`KvReader`] clones on other tasks, no lock needed: for a
+//!    linearizable read, wait until `applied_index()` reaches the read
+//!    index.
+//! 4. To compact the log: [`sync`](StateMachine::sync), then compact up to
+//!    the index it returned. To send a snapshot: [`KvReader::snapshot`]
+//!    (its `index()` and `term()` fill the snapshot metadata), stream or
+//!    concatenate the chunks. To install one: `restore` or
+//!    `begin_restore`/`push`/`finish`.
+//! 5. [`StateMachine::engine_handle`] gives the engine for `merge()` and
+//!    `status()`.
 //!
 //! # Digest
 //!
