@@ -338,3 +338,114 @@ proptest! {
         prop_assert_eq!(batched.applied_index(), d.log.len() as u64);
     }
 }
+
+/// What a client does next in the sessions workload.
+#[derive(Clone, Debug)]
+enum ClientStep {
+    Register,
+    /// A new request from client slot `slot` appending a unique token.
+    Fresh {
+        slot: usize,
+    },
+    /// A retry of slot's last request.
+    Retry {
+        slot: usize,
+    },
+    /// A request with an old seq.
+    Stale {
+        slot: usize,
+    },
+    Noop,
+}
+
+fn client_step() -> impl Strategy<Value = ClientStep> {
+    prop_oneof![
+        1 => Just(ClientStep::Register),
+        6 => (0usize..4).prop_map(|slot| ClientStep::Fresh { slot }),
+        3 => (0usize..4).prop_map(|slot| ClientStep::Retry { slot }),
+        1 => (0usize..4).prop_map(|slot| ClientStep::Stale { slot }),
+        1 => Just(ClientStep::Noop),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Several clients with retries and stale requests, small session
+    /// limits: every token is appended at most once, a retry answers like
+    /// the original, and replicas that apply in runs, restart, or restore
+    /// from a snapshot all agree.
+    #[test]
+    fn sessions_under_retries_stay_exactly_once(
+        steps in proptest::collection::vec(client_step(), 1..60),
+        run_len in 2usize..9,
+        restart_at in 0usize..60,
+    ) {
+        let limits = kv::SessionLimits { sessions_max: 3, idle_entries_max: 12 };
+        let mut d = Driver::with_limits(Arc::new(MemEngine::new()), limits);
+        // Per slot: client id, last seq and the last request's response.
+        let mut slots: Vec<Option<(u64, u64, Response)>> = vec![None; 4];
+        let mut next_slot = 0;
+        let mut token = 0u32;
+        for (i, step) in steps.iter().enumerate() {
+            if i == restart_at {
+                d.reopen();
+            }
+            match *step {
+                ClientStep::Register => {
+                    let id = d.register();
+                    slots[next_slot % 4] = Some((id, 0, Response { index: 0, result: Ok(Reply::Put { prev: None }) }));
+                    next_slot += 1;
+                }
+                ClientStep::Fresh { slot } => {
+                    let Some((id, seq, _)) = slots[slot].clone() else { continue };
+                    token += 1;
+                    let cmd = Command::Append { key: b"t".to_vec(), value: format!("<{token}>").into_bytes() };
+                    let r = d.req(id, seq + 1, cmd);
+                    slots[slot] = Some((id, seq + 1, r));
+                }
+                ClientStep::Retry { slot } => {
+                    let Some((id, seq, last)) = slots[slot].clone() else { continue };
+                    if seq == 0 { continue; }
+                    let cmd = Command::Append { key: b"t".to_vec(), value: b"<retry>".to_vec() };
+                    let r = d.req(id, seq, cmd);
+                    match &r.result {
+                        Err(CommandError::UnknownSession { .. }) => {}
+                        _ => prop_assert_eq!(&r, &last, "a retry answers like the original"),
+                    }
+                }
+                ClientStep::Stale { slot } => {
+                    let Some((id, seq, _)) = slots[slot].clone() else { continue };
+                    if seq < 2 { continue; }
+                    let cmd = Command::Append { key: b"t".to_vec(), value: b"<stale>".to_vec() };
+                    let r = d.req(id, seq - 1, cmd);
+                    prop_assert!(matches!(
+                        r.result,
+                        Err(CommandError::StaleRequest { .. } | CommandError::UnknownSession { .. })
+                    ), "{:?}", r);
+                }
+                ClientStep::Noop => {
+                    d.apply_entry(raft::EntryKind::Normal, Vec::new());
+                }
+            }
+        }
+        let value = d.value(b"t").unwrap_or_default();
+        let text = String::from_utf8(value).unwrap();
+        prop_assert!(!text.contains("<retry>") && !text.contains("<stale>"), "{}", text);
+        for t in 1..=token {
+            prop_assert!(text.matches(&format!("<{t}>")).count() <= 1, "token {} twice: {}", t, text);
+        }
+        let digest = d.sm.digest().unwrap();
+        let mut batched = StateMachine::open_with(Arc::new(MemEngine::new()), limits).unwrap();
+        for run in d.log.chunks(run_len) {
+            batched.apply_all(run).unwrap();
+        }
+        prop_assert_eq!(batched.digest().unwrap(), digest);
+        let chunks: Vec<Vec<u8>> = d.sm.reader().snapshot_with_chunk_size(200).unwrap()
+            .collect::<Result<_, _>>().unwrap();
+        let mut restored = StateMachine::open_with(Arc::new(MemEngine::new()), limits).unwrap();
+        restored.restore(&chunks).unwrap();
+        prop_assert_eq!(restored.digest().unwrap(), digest);
+        prop_assert_eq!(restored.session_count(), d.sm.session_count());
+    }
+}
