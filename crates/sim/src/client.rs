@@ -124,6 +124,9 @@ pub struct Client {
     leader_hint: Option<NodeId>,
     rng: Rng,
     timing: ClientTiming,
+    /// Sabotage: a retried write gets a new sequence number (so the state
+    /// machine cannot tell it is a retry).
+    pub new_seq_on_retry: bool,
 }
 
 /// What a client reads and writes when it acts: the nodes it may talk to,
@@ -156,6 +159,7 @@ impl Client {
             leader_hint: None,
             rng,
             timing,
+            new_seq_on_retry: false,
         }
     }
 
@@ -178,7 +182,14 @@ impl Client {
                 }
                 self.ops += 1;
                 let what = self.next_what();
-                let target = self.pick_target(nodes);
+                // Reads often go to any node (a follower forwards ReadIndex
+                // to the leader); writes to the last known leader.
+                let is_read = matches!(&what, What::Kv { input, .. } if input.is_read_only());
+                let target = if is_read && self.rng.chance(500) {
+                    self.rng.pick(nodes).unwrap_or(1)
+                } else {
+                    self.pick_target(nodes)
+                };
                 self.current = Some(Current {
                     op: self.ops,
                     what,
@@ -206,6 +217,12 @@ impl Client {
         if let Some(cur) = &mut self.current {
             cur.target = target;
             cur.attempt_deadline = now + self.timing.attempt_timeout;
+            if let What::Kv { seq, .. } = &mut cur.what {
+                if self.new_seq_on_retry && *seq > 0 {
+                    *seq = self.next_seq;
+                    self.next_seq += 1;
+                }
+            }
         }
         self.send_attempt(out);
     }
@@ -364,7 +381,6 @@ impl Client {
                 self.finish_write(now, resp, io.stats, io.events);
             }
             ClientReply::Read(value) => {
-                self.leader_hint = Some(from);
                 let Some(cur) = self.current.take() else {
                     return;
                 };

@@ -65,6 +65,8 @@ pub struct Cluster {
     pub verbose: bool,
     /// Print every delivered message.
     pub trace_messages: bool,
+    /// Sabotage: answer reads locally, without ReadIndex.
+    pub local_reads: bool,
     /// Clients start no new operations.
     pub quiet: bool,
     /// The fault schedule (taken out while it runs).
@@ -106,6 +108,7 @@ impl Cluster {
             violation: None,
             verbose,
             trace_messages: false,
+            local_reads: false,
             quiet: false,
             plan: None,
             bootstrap_conf: raft::ConfState::with_voters(voters.iter().copied()),
@@ -450,15 +453,22 @@ impl Cluster {
         if let Err(e) = raw.advance(rd) {
             errors.push(format!("node {id}: advance: {e}"));
         }
-        // Snapshot the state machine into the log store now and then.
+        // Snapshot the state machine into the log store now and then. A
+        // node may apply committed entries it has not persisted itself yet;
+        // the core refuses to compact past its own durable log, so wait
+        // until the applied index is durable here.
         let applied = n.fsm.applied();
-        if applied >= n.compacted_at + self.settings.compact_every {
+        let durable = raw.store().durable_last_index();
+        if applied >= n.compacted_at + self.settings.compact_every && applied <= durable {
             match n.fsm.snapshot() {
                 Ok(data) => match raw.compact(applied, data) {
                     Ok(()) => {
                         n.compacted_at = applied;
                         self.faults.compactions += 1;
                     }
+                    // A refusal (e.g. a snapshot from the leader pending) is
+                    // not a fault: try again later.
+                    Err(raft::Error::Compact { .. }) => self.faults.compactions_refused += 1,
                     Err(e) => errors.push(format!("node {id}: compact to {applied}: {e}")),
                 },
                 Err(e) => errors.push(format!("node {id}: snapshot: {e}")),
@@ -533,6 +543,10 @@ impl Cluster {
                     None
                 }
                 Err(ProposeError::NotLeader { leader }) => Some(ClientReply::NotLeader(leader)),
+                Err(_) => Some(ClientReply::Failed),
+            },
+            ClientRequest::Read(key) if self.local_reads => match n.fsm.get(&key) {
+                Ok(v) => Some(ClientReply::Read(v)),
                 Err(_) => Some(ClientReply::Failed),
             },
             ClientRequest::Read(key) => {

@@ -103,6 +103,19 @@ impl fmt::Display for Scenario {
     }
 }
 
+/// A deliberate mistake on the simulator's side (not in the protocol), to
+/// show that the end-to-end checks catch what it breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sabotage {
+    /// Nodes answer reads from their local state machine at once, without
+    /// ReadIndex: stale reads, which the linearizability check must catch.
+    LocalReads,
+    /// Clients retry a write with a new sequence number, so the session
+    /// table cannot recognise the retry: appends applied twice, which the
+    /// exactly-once check (and lincheck) must catch.
+    RetryWithNewSeq,
+}
+
 /// How to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -116,6 +129,8 @@ pub struct Options {
     pub verbose: bool,
     /// Also print every message delivered.
     pub trace_messages: bool,
+    /// Break something on purpose (see [`Sabotage`]).
+    pub sabotage: Option<Sabotage>,
 }
 
 impl Default for Options {
@@ -126,6 +141,7 @@ impl Default for Options {
             scenario: None,
             verbose: false,
             trace_messages: false,
+            sabotage: None,
         }
     }
 }
@@ -141,6 +157,8 @@ pub struct FaultStats {
     pub conf_changes_proposed: u64,
     pub conf_changes_applied: u64,
     pub compactions: u64,
+    /// Compactions the core refused (and that were retried later).
+    pub compactions_refused: u64,
     pub snapshots_installed: u64,
 }
 
@@ -273,10 +291,11 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         op_timeout: 1200,
     };
     cluster.trace_messages = opts.trace_messages;
+    cluster.local_reads = opts.sabotage == Some(Sabotage::LocalReads);
     for i in 0..opts.clients.min(limits::CLIENTS_MAX) {
-        cluster
-            .clients
-            .push(Client::new(i, rng.fork(), timing.clone()));
+        let mut client = Client::new(i, rng.fork(), timing.clone());
+        client.new_seq_on_retry = opts.sabotage == Some(Sabotage::RetryWithNewSeq);
+        cluster.clients.push(client);
     }
     cluster.plan = Some(plan);
     let quiet_at = steps.saturating_sub(timing.op_timeout + 300);

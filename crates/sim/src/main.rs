@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use sim::{Options, Report, Scenario};
+use sim::{Options, Report, Sabotage, Scenario};
 
 /// Deterministic simulation of raftkv clusters under faults.
 #[derive(Parser, Debug)]
@@ -45,6 +45,10 @@ struct Args {
     /// With --seed: also print every message delivered.
     #[arg(long)]
     trace_messages: bool,
+    /// Break the simulator on purpose to see the checks fire:
+    /// local-reads or retry-new-seq.
+    #[arg(long)]
+    sabotage: Option<String>,
 }
 
 #[derive(Default)]
@@ -97,12 +101,22 @@ fn main() -> ExitCode {
         }
         (None, None) => None,
     };
+    let sabotage = match args.sabotage.as_deref() {
+        None => None,
+        Some("local-reads") => Some(Sabotage::LocalReads),
+        Some("retry-new-seq") => Some(Sabotage::RetryWithNewSeq),
+        Some(other) => {
+            eprintln!("unknown sabotage {other:?}: use local-reads or retry-new-seq");
+            return ExitCode::from(2);
+        }
+    };
     let opts = Options {
         steps: args.steps,
         clients: args.clients,
         scenario,
         verbose: args.verbose,
         trace_messages: args.trace_messages,
+        sabotage,
     };
     let replay = |seed: u64| {
         let mut s = format!("cargo run -p sim --release -- --seed {seed}");

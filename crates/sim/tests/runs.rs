@@ -67,3 +67,33 @@ fn membership_runs_change_membership() {
     }
     assert!(changes > 0, "membership changes were made");
 }
+
+/// Runs seeds until one reports a violation; returns it.
+fn first_violation(opts: &Options, seeds: std::ops::Range<u64>) -> Option<String> {
+    seeds.into_iter().find_map(|seed| run(seed, opts).violation)
+}
+
+#[test]
+fn stale_local_reads_are_caught_by_the_linearizability_check() {
+    let o = Options {
+        steps: 10_000,
+        sabotage: Some(sim::Sabotage::LocalReads),
+        ..Options::default()
+    };
+    let v = first_violation(&o, 0..20).expect("local reads went unnoticed in 20 seeds");
+    assert!(v.starts_with("linearizability"), "{v}");
+}
+
+#[test]
+fn retries_outside_the_session_are_caught_as_duplicates() {
+    let o = Options {
+        steps: 10_000,
+        sabotage: Some(sim::Sabotage::RetryWithNewSeq),
+        ..Options::default()
+    };
+    let v = first_violation(&o, 0..20).expect("duplicate appends went unnoticed in 20 seeds");
+    assert!(
+        v.contains("applied twice") || v.starts_with("linearizability"),
+        "{v}"
+    );
+}
