@@ -21,15 +21,31 @@
 //! listener, so tests can bind `127.0.0.1:0`. Both return when `shutdown`
 //! completes (after a graceful stop) or when the node fails.
 
+mod addrbook;
+mod apply;
 pub mod config;
+mod descriptor;
 pub mod error;
 pub mod limits;
-pub mod transport;
+mod node;
+mod service;
+mod transport;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::{Config, ConfigError, Limits, TestHooks};
 pub use error::ServerError;
+
+use crate::addrbook::AddrBook;
+use crate::apply::Applier;
+use crate::limits::{APPLY_QUEUE_MAX, NODE_INBOX_MAX, PEER_INBOX_MAX, PEER_MESSAGE_SIZE_MAX};
+use crate::node::{Node, SoftView, Waiters};
+use crate::service::Handle;
 
 /// Run a node until `shutdown` completes: bind `config.listen_addr`, then as
 /// [`run_with_listener`].
@@ -48,10 +64,35 @@ pub async fn run(
     run_with_listener(config, listener, shutdown).await
 }
 
+struct Health {
+    id: u64,
+}
+
+#[tonic::async_trait]
+impl proto::health::health_server::Health for Health {
+    async fn ping(
+        &self,
+        _req: tonic::Request<proto::health::PingRequest>,
+    ) -> Result<tonic::Response<proto::health::PingResponse>, tonic::Status> {
+        Ok(tonic::Response::new(proto::health::PingResponse {
+            node_id: self.id,
+        }))
+    }
+}
+
+fn create_dir(path: &std::path::Path) -> Result<(), ServerError> {
+    std::fs::create_dir_all(path).map_err(|e| ServerError::io(path, e))
+}
+
 /// Run a node on an already bound listener until `shutdown` completes.
 ///
 /// `config.listen_addr` is ignored for binding; the address other nodes use
 /// is still `config.advertise_addr()`.
+///
+/// Shutdown: the driver stops taking input and syncs the WAL; waiting
+/// requests are answered `Unavailable`; the gRPC server stops accepting and
+/// finishes in-flight calls (peer streams are closed); the apply task
+/// drains its queue and syncs the state machine.
 ///
 /// # Errors
 /// As [`run`].
@@ -61,8 +102,206 @@ pub async fn run_with_listener(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let _ = (listener, shutdown);
-    Err(ServerError::Task(
-        "the node runtime is being built (work in progress)".to_string(),
-    ))
+    let id = config.id;
+    let addr = config.advertise_addr();
+    let dir = config.data_dir.clone();
+    create_dir(&dir)?;
+    create_dir(&dir.join("wal"))?;
+    create_dir(&dir.join("kv"))?;
+    let mut seed = config.peers.clone();
+    seed.entry(id).or_insert_with(|| addr.clone());
+    let book = AddrBook::open(&dir, &seed)?;
+
+    // The state machine, then the log; the log is replayed from the state
+    // machine's durable applied index.
+    let engine =
+        bitcask::Bitcask::open(dir.join("kv"), bitcask::Options::default()).map_err(|e| {
+            ServerError::StateMachine(format!("open {}: {e}", dir.join("kv").display()))
+        })?;
+    let sm = kv::StateMachine::open(Arc::new(engine))
+        .map_err(|e| ServerError::StateMachine(e.to_string()))?;
+    if let Some(index) = sm.restore_pending() {
+        tracing::warn!(
+            node = id,
+            index,
+            "an interrupted snapshot restore must be redone"
+        );
+    }
+    let wal = node::open_wal(
+        &dir.join("wal"),
+        (!config.join).then(|| config.initial_voters()),
+    )?;
+    let applied = sm.applied_index().min(raft::LogStore::last_index(&wal));
+    let seed_rng = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ id.rotate_left(32);
+    let rc = raft::Config {
+        id,
+        election_timeout_ticks_min: config.election_timeout_ticks_min,
+        election_timeout_ticks_max: config.election_timeout_ticks_max,
+        heartbeat_interval_ticks: config.heartbeat_interval_ticks,
+        pre_vote: config.pre_vote,
+        check_quorum: config.check_quorum,
+        applied,
+        seed: seed_rng,
+        ..raft::Config::new(id)
+    };
+    let raw = raft::RawNode::new(rc, wal).map_err(|e| ServerError::Raft(e.to_string()))?;
+    {
+        let st = raw.status();
+        tracing::info!(node = id, addr, term = st.term, commit = st.commit, applied,
+            state_applied = sm.applied_index(), last_index = st.last_index,
+            snapshot_index = st.snapshot_index, voters = ?st.conf.voters,
+            learners = ?st.conf.learners, "node recovered");
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (node_tx, node_rx) = mpsc::channel(NODE_INBOX_MAX);
+    let (peer_tx, peer_rx) = mpsc::channel(PEER_INBOX_MAX);
+    let (apply_tx, apply_rx) = mpsc::channel(APPLY_QUEUE_MAX);
+    let (applied_tx, applied_rx) = watch::channel(sm.applied_index());
+    let (soft_tx, soft_rx) = watch::channel(SoftView::default());
+    let waiters = Arc::new(Waiters::default());
+    let reader = sm.reader();
+
+    let applier = Applier {
+        id,
+        sm,
+        rx: apply_rx,
+        waiters: Arc::clone(&waiters),
+        applied_tx,
+        node_tx: node_tx.clone(),
+        book: book.clone(),
+        hooks: config.test_hooks.clone(),
+        snapshot_threshold: config.snapshot_threshold_entries,
+        compacted_at: applied,
+    };
+    let apply_thread = std::thread::Builder::new()
+        .name(format!("apply-{id}"))
+        .spawn(move || applier.run())
+        .map_err(|e| ServerError::Task(format!("spawn the apply thread: {e}")))?;
+
+    let transport = transport::Transport::new(id, book.clone(), reader.clone(), stop_rx.clone());
+    let tick = Duration::from_millis(config.tick_interval_ms);
+    let handle = Handle {
+        id,
+        addr: addr.clone(),
+        node_tx,
+        apply_tx: apply_tx.clone(),
+        soft: soft_rx,
+        applied: applied_rx.clone(),
+        reader,
+        book: book.clone(),
+        limits: config.limits.clone(),
+        proposals: Arc::new(Semaphore::new(config.limits.pending_proposals_max)),
+        reads: Arc::new(Semaphore::new(config.limits.pending_reads_max)),
+        request_wait: Duration::from_millis(limits::REQUEST_WAIT_MS_MAX),
+        election_timeout: tick * config.election_timeout_ticks_max as u32,
+    };
+    let node = Node {
+        id,
+        raw,
+        requests: node_rx,
+        peer_rx,
+        transport,
+        apply_tx: apply_tx.clone(),
+        waiters,
+        soft_tx,
+        applied_rx: applied_rx.clone(),
+        book,
+        tick_interval: tick,
+        read_batch: Vec::new(),
+        reads: Default::default(),
+        next_read_ctx: 0,
+        role: raft::Role::Follower,
+        leader: None,
+    };
+
+    let msg_max = config.limits.grpc_message_size_max;
+    let kv_svc = proto::kv::kv_server::KvServer::new(service::kv::KvService {
+        handle: handle.clone(),
+    })
+    .max_decoding_message_size(msg_max)
+    .max_encoding_message_size(msg_max.max(kv::limits::RESPONSE_SIZE_MAX));
+    let cluster_svc =
+        proto::kv::cluster_server::ClusterServer::new(service::cluster::ClusterService { handle });
+    let raft_svc = proto::raft::raft_server::RaftServer::new(transport::service::RaftService {
+        id,
+        peer_tx,
+        apply_tx,
+        applied: applied_rx,
+        stop: stop_rx.clone(),
+    })
+    .max_decoding_message_size(PEER_MESSAGE_SIZE_MAX)
+    .max_encoding_message_size(PEER_MESSAGE_SIZE_MAX);
+    let health_svc = proto::health::health_server::HealthServer::new(Health { id });
+
+    let mut server_stop = stop_rx.clone();
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(kv_svc)
+        .add_service(cluster_svc)
+        .add_service(raft_svc)
+        .add_service(health_svc)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        });
+    let mut server = tokio::spawn(server);
+    tracing::info!(node = id, addr, "serving");
+
+    // The driver runs until shutdown, a fatal error, or the server failing.
+    let (server_failed_tx, server_failed_rx) = tokio::sync::oneshot::channel::<String>();
+    let driver = node.run(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = server_failed_rx => {}
+        }
+    });
+    tokio::pin!(driver);
+    let mut server_result: Option<Result<(), String>> = None;
+    let driver_result = tokio::select! {
+        r = &mut driver => r,
+        r = &mut server => {
+            let r = match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = server_failed_tx.send(format!("{r:?}"));
+            server_result = Some(r);
+            driver.await
+        }
+    };
+    if let Err(e) = &driver_result {
+        tracing::error!(node = id, error = %e, "node stopping on a fatal error");
+    }
+    // Stop the server, peer streams and peer tasks.
+    let _ = stop_tx.send(true);
+    if server_result.is_none() {
+        match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
+            Ok(Ok(Ok(()))) => server_result = Some(Ok(())),
+            Ok(Ok(Err(e))) => server_result = Some(Err(e.to_string())),
+            Ok(Err(e)) => server_result = Some(Err(e.to_string())),
+            Err(_) => {
+                tracing::warn!(node = id, "gRPC server did not stop in time; aborting it");
+                server.abort();
+                server_result = Some(Ok(()));
+            }
+        }
+    }
+    // The driver is gone, so is its apply sender; the services' senders went
+    // with the server. The apply thread drains and syncs.
+    let apply_result = tokio::task::spawn_blocking(move || apply_thread.join())
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))?
+        .map_err(|_| ServerError::Task("the apply thread panicked".into()))?;
+    driver_result?;
+    apply_result?;
+    if let Some(Err(e)) = server_result {
+        return Err(ServerError::Serve(e));
+    }
+    tracing::info!(node = id, "node stopped");
+    Ok(())
 }

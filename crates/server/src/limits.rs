@@ -6,26 +6,35 @@
 //!
 //! [`Limits`]: crate::config::Limits
 
-/// Default largest key a client may write or read, in bytes.
-pub const KEY_SIZE_MAX: usize = 4 * 1024;
-/// Default largest value a client may write, in bytes.
-pub const VALUE_SIZE_MAX: usize = 1024 * 1024;
+/// Default largest key a client may write or read, in bytes (the state
+/// machine's own limit).
+pub const KEY_SIZE_MAX: usize = kv::limits::KEY_SIZE_MAX;
+/// Default largest value a client may write, in bytes (the state machine's
+/// own limit).
+pub const VALUE_SIZE_MAX: usize = kv::limits::VALUE_SIZE_MAX;
 /// Default number of proposals waiting for their entry to apply, per node.
 pub const PENDING_PROPOSALS_MAX: usize = 4096;
 /// Default number of linearizable reads waiting for a ReadIndex round.
 pub const PENDING_READS_MAX: usize = 4096;
 /// Default largest number of keys one Scan returns.
-pub const SCAN_LIMIT_MAX: u32 = 10_000;
+pub const SCAN_LIMIT_MAX: u32 = kv::limits::SCAN_LIMIT_MAX as u32;
 /// Default largest gRPC message the node decodes, in bytes (a request with a
 /// maximal key and value plus framing fits well within it).
 pub const GRPC_MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
-/// Default largest number of operations in one Txn branch.
-pub const TXN_OPS_MAX: usize = 128;
+/// How long a write or read waits for its entry to apply (or its read
+/// index) before answering `Unavailable` (the client retries), in ms.
+pub const REQUEST_WAIT_MS_MAX: u64 = 10_000;
+/// Bytes of one snapshot transfer a receiver buffers before restoring.
+pub const SNAPSHOT_RECV_BYTES_MAX: usize = 1 << 30;
+/// Messages buffered on one open peer stream (between the outbox and gRPC).
+pub const PEER_STREAM_BUFFER_MAX: usize = 256;
+/// Largest peer message (AppendEntries batch, snapshot chunk), in bytes.
+pub const PEER_MESSAGE_SIZE_MAX: usize = 64 * 1024 * 1024;
 
-/// Hard cap for [`KEY_SIZE_MAX`]-like settings.
-pub const KEY_SIZE_CAP: usize = 64 * 1024;
-/// Hard cap for value sizes.
-pub const VALUE_SIZE_CAP: usize = 16 * 1024 * 1024;
+/// Hard cap for the key size setting: the state machine refuses more.
+pub const KEY_SIZE_CAP: usize = kv::limits::KEY_SIZE_MAX;
+/// Hard cap for the value size setting: the state machine refuses more.
+pub const VALUE_SIZE_CAP: usize = kv::limits::VALUE_SIZE_MAX;
 /// Hard cap for pending proposals and reads.
 pub const PENDING_CAP: usize = 1 << 20;
 /// Hard cap for the gRPC message size.

@@ -1,3 +1,301 @@
 //! Peer transport: how Raft messages travel between nodes.
+//!
+//! # Sending
+//!
+//! [`Transport::send`] never waits. Each peer has a task that owns a
+//! long-lived client-streaming `Raft.Send` call to it and a bounded outbox
+//! ([`PEER_OUTBOX_MAX`] messages) feeding it. When the outbox is full the
+//! message is dropped: Raft retransmits (heartbeats, probes, the in-flight
+//! window). A broken stream is reopened with exponential backoff between
+//! [`PEER_RECONNECT_BACKOFF_MS_MIN`] and [`PEER_RECONNECT_BACKOFF_MS_MAX`];
+//! messages queued meanwhile go out on the new stream (Raft ignores stale
+//! ones).
+//!
+//! `InstallSnapshot` messages take another path: a task opens a
+//! `Raft.InstallSnapshot` call and streams the state machine's current
+//! image in chunks of at most [`SNAPSHOT_CHUNK_SIZE_MAX`] bytes, produced on
+//! a blocking thread from a point-in-time view and sent through a channel
+//! of 4 chunks (backpressure: at most a few chunks in memory). At most one
+//! transfer per peer and [`SNAPSHOT_SENDS_MAX`] in all run at once; a failed
+//! transfer is simply dropped, and the leader's core sends the snapshot
+//! again after its retry timeout. See [`crate::descriptor`] for why sending
+//! a newer image than the snapshot's index is correct.
+//!
+//! # Receiving
+//!
+//! See [`service`]: messages are decoded, checked to be addressed to this
+//! node, and queued to the driver (dropped if its inbox is full).
 
 pub mod convert;
+pub mod service;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::raft as pb;
+use proto::raft::raft_client::RaftClient;
+use raft::{Message, MessageBody};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::addrbook::AddrBook;
+use crate::apply::Engine;
+use crate::limits::{
+    PEER_MESSAGE_SIZE_MAX, PEER_OUTBOX_MAX, PEER_RECONNECT_BACKOFF_MS_MAX,
+    PEER_RECONNECT_BACKOFF_MS_MIN, PEER_STREAM_BUFFER_MAX, SNAPSHOT_CHUNK_SIZE_MAX,
+    SNAPSHOT_SENDS_MAX,
+};
+
+/// The sending half of the transport. Cloning shares it.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    book: AddrBook,
+    reader: kv::KvReader<Engine>,
+    peers: Mutex<HashMap<u64, mpsc::Sender<pb::RaftMessage>>>,
+    snapshots: Mutex<HashSet<u64>>,
+    snapshot_sends: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        id: u64,
+        book: AddrBook,
+        reader: kv::KvReader<Engine>,
+        stop: watch::Receiver<bool>,
+    ) -> Transport {
+        Transport {
+            inner: Arc::new(Inner {
+                id,
+                book,
+                reader,
+                peers: Mutex::new(HashMap::new()),
+                snapshots: Mutex::new(HashSet::new()),
+                snapshot_sends: Arc::new(Semaphore::new(SNAPSHOT_SENDS_MAX)),
+                stop,
+            }),
+        }
+    }
+
+    /// Queues `m` for its peer; never waits (drops it if the outbox is full).
+    pub(crate) fn send(&self, m: Message) {
+        if m.to == self.inner.id {
+            return;
+        }
+        if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
+            self.send_snapshot(m);
+            return;
+        }
+        let to = m.to;
+        let tx = {
+            let mut peers = self.inner.peers.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = peers.entry(to).or_insert_with(|| self.spawn_peer(to));
+            if tx.is_closed() {
+                *tx = self.spawn_peer(to);
+            }
+            tx.clone()
+        };
+        if tx.try_send(convert::message_to_pb(&m)).is_err() {
+            tracing::trace!(
+                from = self.inner.id,
+                to,
+                "peer outbox full; message dropped"
+            );
+        }
+    }
+
+    fn spawn_peer(&self, to: u64) -> mpsc::Sender<pb::RaftMessage> {
+        let (tx, rx) = mpsc::channel(PEER_OUTBOX_MAX);
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(peer_loop(inner, to, rx));
+        tx
+    }
+
+    fn send_snapshot(&self, m: Message) {
+        let to = m.to;
+        {
+            let mut s = self
+                .inner
+                .snapshots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !s.insert(to) {
+                return;
+            }
+        }
+        let Ok(permit) = Arc::clone(&self.inner.snapshot_sends).try_acquire_owned() else {
+            self.inner
+                .snapshots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&to);
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            match send_snapshot(&inner, m).await {
+                Ok(r) => tracing::info!(from = inner.id, to, accepted = r.accepted,
+                    reason = %r.reason, applied = r.applied_index, "snapshot sent"),
+                Err(e) => {
+                    tracing::warn!(from = inner.id, to, error = %e, "snapshot transfer failed")
+                }
+            }
+            inner
+                .snapshots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&to);
+            drop(permit);
+        });
+    }
+}
+
+async fn connect(addr: &str) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {addr}: {e}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))
+}
+
+fn client(channel: Channel) -> RaftClient<Channel> {
+    RaftClient::new(channel)
+        .max_encoding_message_size(PEER_MESSAGE_SIZE_MAX)
+        .max_decoding_message_size(PEER_MESSAGE_SIZE_MAX)
+}
+
+/// Resolves once `stop` is set (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Sleeps `d`, or returns `false` early if the transport stops.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stopped(stop) => false,
+    }
+}
+
+async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::RaftMessage>) {
+    let mut stop = inner.stop.clone();
+    let min = Duration::from_millis(PEER_RECONNECT_BACKOFF_MS_MIN);
+    let max = Duration::from_millis(PEER_RECONNECT_BACKOFF_MS_MAX);
+    let mut backoff = min;
+    let mut logged_down = false;
+    loop {
+        let is_stopped = *stop.borrow();
+        if is_stopped {
+            return;
+        }
+        let Some(addr) = inner.book.get(to) else {
+            if !logged_down {
+                tracing::warn!(from = inner.id, to, "no address known for peer");
+                logged_down = true;
+            }
+            if !pause(&mut stop, max).await {
+                return;
+            }
+            continue;
+        };
+        let channel = match connect(&addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                if !logged_down {
+                    tracing::info!(from = inner.id, to, error = %e, "peer unreachable; retrying");
+                    logged_down = true;
+                }
+                if !pause(&mut stop, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(max);
+                continue;
+            }
+        };
+        if logged_down {
+            tracing::info!(from = inner.id, to, addr, "peer reachable again");
+        }
+        logged_down = false;
+        backoff = min;
+        let (tx, rx) = mpsc::channel(PEER_STREAM_BUFFER_MAX);
+        let mut c = client(channel);
+        let mut call = Box::pin(async move { c.send(ReceiverStream::new(rx)).await });
+        loop {
+            tokio::select! {
+                r = &mut call => {
+                    tracing::debug!(from = inner.id, to, result = ?r.err(), "peer stream ended");
+                    break;
+                }
+                m = outbox.recv() => {
+                    let Some(m) = m else { return };
+                    if tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+                _ = stopped(&mut stop) => return,
+            }
+        }
+        if !pause(&mut stop, backoff).await {
+            return;
+        }
+    }
+}
+
+async fn send_snapshot(inner: &Inner, m: Message) -> Result<pb::InstallSnapshotResponse, String> {
+    let addr = inner
+        .book
+        .get(m.to)
+        .ok_or_else(|| format!("no address for node {}", m.to))?;
+    let channel = connect(&addr).await?;
+    let stream = inner
+        .reader
+        .snapshot_with_chunk_size(SNAPSHOT_CHUNK_SIZE_MAX)
+        .map_err(|e| format!("snapshot of the state machine: {e}"))?;
+    let data_index = stream.index();
+    tracing::info!(from = inner.id, to = m.to, data_index, "sending snapshot");
+    let header = convert::message_to_pb(&m);
+    let (tx, rx) = mpsc::channel::<pb::SnapshotChunk>(4);
+    let producer = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut chunks = stream.peekable();
+        let mut offset = 0u64;
+        let mut first = true;
+        while let Some(chunk) = chunks.next() {
+            let chunk = chunk.map_err(|e| format!("reading the snapshot: {e}"))?;
+            let last = chunks.peek().is_none();
+            let len = chunk.len() as u64;
+            let msg = pb::SnapshotChunk {
+                header: first.then(|| header.clone()),
+                data: chunk.into(),
+                offset,
+                last,
+                data_index: if first { data_index } else { 0 },
+            };
+            offset += len;
+            first = false;
+            if tx.blocking_send(msg).is_err() {
+                return Err("the receiver went away".into());
+            }
+        }
+        Ok(())
+    });
+    let r = client(channel)
+        .install_snapshot(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| format!("install_snapshot: {e}"))?;
+    producer
+        .await
+        .map_err(|e| format!("snapshot producer: {e}"))??;
+    Ok(r.into_inner())
+}

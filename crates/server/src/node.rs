@@ -1,0 +1,636 @@
+//! The Raft driver: one tokio task owns the [`RawNode`] (and through it the
+//! WAL) and drives it.
+//!
+//! # The loop
+//!
+//! Each turn waits for one input — a tick (`tokio::time::interval`), a peer
+//! message (bounded channel from the transport), or a request from the gRPC
+//! services (bounded channel) — then drains what else is queued (up to
+//! [`PROPOSALS_PER_BATCH_MAX`] requests), so many proposals land in one
+//! `Ready` (one WAL write, one fsync). Linearizable reads queued in a turn
+//! share one `read_index` call (one heartbeat round). Then every `Ready` is
+//! handled in the order of the `raft` crate's contract:
+//!
+//! 1. a snapshot from the leader: the state machine was already restored by
+//!    the transport before the message was stepped (see
+//!    [`crate::descriptor`]), so only the WAL installs it;
+//! 2. entries and hard state are appended to the WAL buffer; addresses of
+//!    nodes added by membership entries go to the address book;
+//! 3. `messages` go to the transport at once (the leader's AppendEntries
+//!    leave before its fsync);
+//! 4. the WAL is synced on a blocking thread (`Wal::sync_handle`), and only
+//!    then are `persisted_messages` sent;
+//! 5. committed entries go to the apply task (bounded channel: a slow state
+//!    machine slows the driver down instead of queueing without bound);
+//!    read states are answered with their index (the service then waits for
+//!    the applied index);
+//! 6. `advance`.
+//!
+//! No lock is held across the fsync or any network call: the driver owns
+//! its state, and the transport's outboxes are bounded channels it never
+//! waits on.
+//!
+//! # Waiting requests
+//!
+//! A write is answered by the apply task when the entry at its (index, term)
+//! applies. If another term shows up at that index, or the node stops being
+//! leader first, the write is answered `Unavailable` ("retry"): the client
+//! retries with the same client id and sequence number, and the session
+//! table makes the retry safe whether or not the first attempt applied.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft::{
+    ConfChange, ConfChangeKind, ConfState, EntryKind, Index, LogStore, Message, ProposeError,
+    RawNode, Ready, Role, Term,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::Status;
+use wal::Wal;
+
+use crate::addrbook::AddrBook;
+use crate::apply::ApplyMsg;
+use crate::descriptor::Descriptor;
+use crate::error::ServerError;
+use crate::limits::PROPOSALS_PER_BATCH_MAX;
+use crate::service::{not_leader, unavailable};
+use crate::transport::Transport;
+
+/// What the services ask of the driver.
+pub(crate) enum NodeRequest {
+    /// Propose an encoded `kv::Request`; answered when it applies.
+    Propose {
+        data: Bytes,
+        reply: oneshot::Sender<Result<kv::Response, Status>>,
+    },
+    /// Propose a membership change; answered with its index once applied.
+    ConfChange {
+        cc: ConfChange,
+        reply: oneshot::Sender<Result<Index, Status>>,
+    },
+    /// A linearizable read: answered with the index to wait for.
+    Read {
+        reply: oneshot::Sender<Result<Index, Status>>,
+    },
+    /// Hand leadership to `to`; answered once started.
+    TransferLeader {
+        to: u64,
+        reply: oneshot::Sender<Result<(), Status>>,
+    },
+    /// The core's status.
+    Status {
+        reply: oneshot::Sender<raft::Status>,
+    },
+    /// Compact the WAL up to `index` (durable in the state machine).
+    Compact {
+        index: Index,
+        reply: Option<oneshot::Sender<Result<(Index, Term), Status>>>,
+    },
+}
+
+/// A request waiting for its entry to apply.
+pub(crate) struct Waiter {
+    pub term: Term,
+    pub reply: WaiterReply,
+}
+
+/// Where a waiting request's answer goes.
+pub(crate) enum WaiterReply {
+    Write(oneshot::Sender<Result<kv::Response, Status>>),
+    Conf(oneshot::Sender<Result<Index, Status>>),
+}
+
+impl Waiter {
+    pub(crate) fn fail(self, status: Status) {
+        match self.reply {
+            WaiterReply::Write(tx) => {
+                let _ = tx.send(Err(status));
+            }
+            WaiterReply::Conf(tx) => {
+                let _ = tx.send(Err(status));
+            }
+        }
+    }
+}
+
+/// Requests waiting for their entries, by log index; shared by the driver
+/// (which adds them) and the apply task (which answers them). The lock is
+/// only held for map operations.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    map: Mutex<BTreeMap<Index, Waiter>>,
+}
+
+impl Waiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Index, Waiter>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn insert(&self, index: Index, w: Waiter) {
+        if let Some(old) = self.lock().insert(index, w) {
+            old.fail(unavailable(
+                "superseded by a newer entry at its index; retry",
+            ));
+        }
+    }
+
+    /// Removes the waiter at `index`, failing any below it (they can no
+    /// longer apply: their index passed).
+    pub(crate) fn take(&self, index: Index) -> Option<Waiter> {
+        let mut m = self.lock();
+        let stale: Vec<Index> = m.range(..index).map(|(i, _)| *i).collect();
+        let mut old = Vec::new();
+        for i in stale {
+            if let Some(w) = m.remove(&i) {
+                old.push(w);
+            }
+        }
+        let w = m.remove(&index);
+        drop(m);
+        for w in old {
+            w.fail(unavailable("leader changed; retry"));
+        }
+        w
+    }
+
+    /// Fails every waiter at or below `index`.
+    pub(crate) fn fail_upto(&self, index: Index, status: &Status) {
+        let ws: Vec<Waiter> = {
+            let mut m = self.lock();
+            let keys: Vec<Index> = m.range(..=index).map(|(i, _)| *i).collect();
+            keys.into_iter().filter_map(|i| m.remove(&i)).collect()
+        };
+        for w in ws {
+            w.fail(status.clone());
+        }
+    }
+
+    pub(crate) fn fail_all(&self, status: &Status) {
+        let ws = std::mem::take(&mut *self.lock());
+        for (_, w) in ws {
+            w.fail(status.clone());
+        }
+    }
+}
+
+/// What the services see of the core without asking the driver.
+#[derive(Clone, Debug)]
+pub(crate) struct SoftView {
+    pub role: Role,
+    pub leader: Option<u64>,
+    pub term: Term,
+    pub commit: Index,
+    pub last_index: Index,
+    pub snapshot_index: Index,
+    pub conf: ConfState,
+}
+
+impl Default for SoftView {
+    fn default() -> Self {
+        SoftView {
+            role: Role::Follower,
+            leader: None,
+            term: 0,
+            commit: 0,
+            last_index: 0,
+            snapshot_index: 0,
+            conf: ConfState::default(),
+        }
+    }
+}
+
+/// The driver task's state.
+pub(crate) struct Node {
+    pub id: u64,
+    pub raw: RawNode<Wal>,
+    pub requests: mpsc::Receiver<NodeRequest>,
+    pub peer_rx: mpsc::Receiver<Message>,
+    pub transport: Transport,
+    pub apply_tx: mpsc::Sender<ApplyMsg>,
+    pub waiters: Arc<Waiters>,
+    pub soft_tx: watch::Sender<SoftView>,
+    pub applied_rx: watch::Receiver<Index>,
+    pub book: AddrBook,
+    pub tick_interval: Duration,
+    /// Reads queued this turn, sharing one `read_index` call.
+    pub read_batch: Vec<oneshot::Sender<Result<Index, Status>>>,
+    /// Read batches waiting for their ReadState, by context.
+    pub reads: BTreeMap<u64, Vec<oneshot::Sender<Result<Index, Status>>>>,
+    pub next_read_ctx: u64,
+    pub role: Role,
+    pub leader: Option<u64>,
+}
+
+impl Node {
+    /// Drives the node until `shutdown` resolves or a fatal error.
+    pub(crate) async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        let mut ticker = tokio::time::interval(self.tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        self.publish();
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => self.raw.tick(),
+                m = self.peer_rx.recv() => {
+                    let Some(m) = m else { break };
+                    self.step(m)?;
+                    for _ in 0..PROPOSALS_PER_BATCH_MAX {
+                        match self.peer_rx.try_recv() {
+                            Ok(m) => self.step(m)?,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                r = self.requests.recv() => {
+                    let Some(r) = r else { break };
+                    self.handle_request(r)?;
+                    for _ in 0..PROPOSALS_PER_BATCH_MAX {
+                        match self.requests.try_recv() {
+                            Ok(r) => self.handle_request(r)?,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            self.flush_reads();
+            while self.raw.has_ready() {
+                let rd = self.raw.ready();
+                self.handle_ready(rd).await?;
+            }
+            self.publish();
+        }
+        // Graceful stop: make everything written durable.
+        let h = self.raw.store_mut().sync_handle().map_err(storage)?;
+        let synced = tokio::task::spawn_blocking(move || h.sync())
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?
+            .map_err(storage)?;
+        self.raw.store_mut().mark_durable(synced).map_err(storage)?;
+        let stop = unavailable("the node is shutting down");
+        self.waiters.fail_all(&stop);
+        self.fail_reads(&stop);
+        tracing::info!(node = self.id, "raft driver stopped");
+        Ok(())
+    }
+
+    fn step(&mut self, m: Message) -> Result<(), ServerError> {
+        match self.raw.step(m) {
+            Ok(()) => Ok(()),
+            Err(raft::Error::Storage(e)) => Err(ServerError::Storage(e.to_string())),
+            Err(e) => {
+                tracing::debug!(node = self.id, error = %e, "message refused");
+                Ok(())
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let st = self.raw.status();
+        self.soft_tx.send_if_modified(|v| {
+            let new = SoftView {
+                role: st.role,
+                leader: st.leader,
+                term: st.term,
+                commit: st.commit,
+                last_index: st.last_index,
+                snapshot_index: st.snapshot_index,
+                conf: st.conf.clone(),
+            };
+            let changed = v.role != new.role
+                || v.leader != new.leader
+                || v.term != new.term
+                || v.commit != new.commit
+                || v.last_index != new.last_index
+                || v.snapshot_index != new.snapshot_index
+                || v.conf != new.conf;
+            *v = new;
+            changed
+        });
+    }
+
+    fn handle_request(&mut self, r: NodeRequest) -> Result<(), ServerError> {
+        match r {
+            NodeRequest::Propose { data, reply } => match self.raw.propose(data) {
+                Ok((index, term)) => self.waiters.insert(
+                    index,
+                    Waiter {
+                        term,
+                        reply: WaiterReply::Write(reply),
+                    },
+                ),
+                Err(e) => {
+                    let _ = reply.send(Err(self.propose_error(e)));
+                }
+            },
+            NodeRequest::ConfChange { cc, reply } => {
+                let addr = String::from_utf8_lossy(&cc.context).to_string();
+                let (kind, node) = (cc.kind, cc.node_id);
+                match self.raw.propose_conf_change(cc) {
+                    Ok((index, term)) => {
+                        tracing::info!(
+                            node = self.id,
+                            ?kind,
+                            target = node,
+                            addr,
+                            index,
+                            term,
+                            "membership change proposed"
+                        );
+                        self.waiters.insert(
+                            index,
+                            Waiter {
+                                term,
+                                reply: WaiterReply::Conf(reply),
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(self.propose_error(e)));
+                    }
+                }
+            }
+            NodeRequest::Read { reply } => self.read_batch.push(reply),
+            NodeRequest::TransferLeader { to, reply } => {
+                let r = match self.raw.transfer_leader(to) {
+                    Ok(()) => {
+                        tracing::info!(node = self.id, to, "leadership transfer started");
+                        Ok(())
+                    }
+                    Err(raft::Error::NotLeader { leader }) => Err(self.hint(leader)),
+                    Err(raft::Error::NotVoter(id)) => Err(Status::failed_precondition(format!(
+                        "node {id} is not a voter of the current configuration"
+                    ))),
+                    Err(e) => Err(Status::failed_precondition(e.to_string())),
+                };
+                let _ = reply.send(r);
+            }
+            NodeRequest::Status { reply } => {
+                let _ = reply.send(self.raw.status());
+            }
+            NodeRequest::Compact { index, reply } => {
+                let r = self.compact(index)?;
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self, index: Index) -> Result<Result<(Index, Term), Status>, ServerError> {
+        let st = self.raw.status();
+        let durable = self.raw.store().durable_index();
+        let index = index.min(st.applied).min(durable);
+        let current = |raw: &RawNode<Wal>| {
+            let m = raw.store().snapshot_meta();
+            Ok((m.index, m.term))
+        };
+        if index <= st.snapshot_index {
+            return Ok(current(&self.raw));
+        }
+        let desc = Descriptor {
+            state_index: index,
+            addrs: self.book.all(),
+        };
+        match self.raw.compact(index, desc.encode()) {
+            Ok(()) => {
+                let m = self.raw.store().snapshot_meta();
+                tracing::info!(
+                    node = self.id,
+                    index = m.index,
+                    term = m.term,
+                    "snapshot taken, log compacted"
+                );
+                Ok(Ok((m.index, m.term)))
+            }
+            Err(raft::Error::Storage(e)) => Err(ServerError::Storage(e.to_string())),
+            Err(e) => {
+                tracing::debug!(node = self.id, index, error = %e, "compaction skipped");
+                Ok(current(&self.raw))
+            }
+        }
+    }
+
+    fn hint(&self, leader: Option<u64>) -> Status {
+        not_leader(leader.filter(|&l| l != self.id), &self.book)
+    }
+
+    fn propose_error(&self, e: ProposeError) -> Status {
+        match e {
+            ProposeError::NotLeader { leader } => self.hint(leader),
+            ProposeError::TransferInProgress { to } => {
+                unavailable(&format!("leadership transfer to {to} in progress; retry"))
+            }
+            ProposeError::TooManyPending { entries, bytes } => Status::resource_exhausted(format!(
+                "too many uncommitted entries ({entries} entries, {bytes} bytes); back off"
+            )),
+            ProposeError::EntryTooLarge { size, max } => {
+                Status::invalid_argument(format!("request of {size} bytes exceeds {max}"))
+            }
+            ProposeError::ConfChangeNotAllowed(s) => {
+                Status::failed_precondition(format!("membership change not allowed now: {s}"))
+            }
+            ProposeError::InvalidConfChange(s) => {
+                Status::failed_precondition(format!("invalid membership change: {s}"))
+            }
+        }
+    }
+
+    fn flush_reads(&mut self) {
+        if self.read_batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.read_batch);
+        if self.raw.status().role != Role::Leader {
+            let st = self.hint(self.leader);
+            for tx in batch {
+                let _ = tx.send(Err(st.clone()));
+            }
+            return;
+        }
+        self.next_read_ctx += 1;
+        let ctx = self.next_read_ctx;
+        match self.raw.read_index(ctx) {
+            Ok(()) => {
+                self.reads.insert(ctx, batch);
+            }
+            Err(e) => {
+                let st = match e {
+                    raft::Error::TooManyReads { max } => {
+                        Status::resource_exhausted(format!("too many pending reads (max {max})"))
+                    }
+                    raft::Error::NotLeader { leader } => self.hint(leader),
+                    other => unavailable(&format!("read refused: {other}; retry")),
+                };
+                for tx in batch {
+                    let _ = tx.send(Err(st.clone()));
+                }
+            }
+        }
+    }
+
+    fn fail_reads(&mut self, st: &Status) {
+        for (_, batch) in std::mem::take(&mut self.reads) {
+            for tx in batch {
+                let _ = tx.send(Err(st.clone()));
+            }
+        }
+    }
+
+    async fn handle_ready(&mut self, mut rd: Ready) -> Result<(), ServerError> {
+        if let Some(ss) = rd.soft_state {
+            let was_leader = self.role == Role::Leader;
+            if ss.leader != self.leader {
+                tracing::info!(node = self.id, leader = ?ss.leader, role = %ss.role,
+                    term = self.raw.status().term, "leader changed");
+            }
+            self.role = ss.role;
+            self.leader = ss.leader;
+            if was_leader && ss.role != Role::Leader {
+                tracing::info!(node = self.id, "stepped down");
+                let st = unavailable(
+                    "leadership lost before the entry committed; it may or may not apply: \
+                     retry with the same client id and seq",
+                );
+                self.waiters.fail_all(&st);
+                self.fail_reads(&st);
+            }
+        }
+        // 1. A snapshot from the leader (the state machine is restored).
+        if let Some(snap) = rd.snapshot.take() {
+            let applied = *self.applied_rx.borrow();
+            if applied < snap.meta.index {
+                return Err(ServerError::StateMachine(format!(
+                    "the state machine is at index {applied}, behind the snapshot at {}: its data \
+                     is missing; wipe the data dir and let the node catch up from the leader",
+                    snap.meta.index
+                )));
+            }
+            if let Some(d) = Descriptor::decode(&snap.data) {
+                self.book.merge(&d.addrs)?;
+            }
+            tracing::info!(
+                node = self.id,
+                index = snap.meta.index,
+                term = snap.meta.term,
+                "installing snapshot in the log"
+            );
+            let index = snap.meta.index;
+            self.raw
+                .store_mut()
+                .install_snapshot(snap)
+                .map_err(storage)?;
+            self.waiters
+                .fail_upto(index, &unavailable("leader changed; retry"));
+        }
+        // 2. Entries and hard state.
+        for e in rd
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::ConfChange)
+        {
+            if let Ok(cc) = ConfChange::decode(&e.data) {
+                if matches!(
+                    cc.kind,
+                    ConfChangeKind::AddLearner | ConfChangeKind::AddVoter
+                ) && !cc.context.is_empty()
+                {
+                    if let Ok(addr) = std::str::from_utf8(&cc.context) {
+                        self.book.set(cc.node_id, addr)?;
+                    }
+                }
+            }
+        }
+        if !rd.entries.is_empty() {
+            self.raw.store_mut().append(&rd.entries).map_err(storage)?;
+        }
+        if let Some(hs) = &rd.hard_state {
+            self.raw.store_mut().save_hard_state(hs).map_err(storage)?;
+        }
+        // 3. Messages that need nothing durable.
+        for m in std::mem::take(&mut rd.messages) {
+            self.transport.send(m);
+        }
+        // 4. Sync (on a blocking thread), then the messages that need it.
+        if !rd.entries.is_empty() || rd.hard_state.is_some() {
+            let h = self.raw.store_mut().sync_handle().map_err(storage)?;
+            let synced = tokio::task::spawn_blocking(move || h.sync())
+                .await
+                .map_err(|e| ServerError::Task(format!("WAL sync thread: {e}")))?
+                .map_err(storage)?;
+            self.raw.store_mut().mark_durable(synced).map_err(storage)?;
+        }
+        for m in std::mem::take(&mut rd.persisted_messages) {
+            self.transport.send(m);
+        }
+        // 5. Committed entries to the apply task; reads to their waiters.
+        if !rd.committed_entries.is_empty() {
+            let conf_changed = rd
+                .committed_entries
+                .iter()
+                .any(|e| e.kind == EntryKind::ConfChange);
+            let entries = std::mem::take(&mut rd.committed_entries);
+            self.apply_tx
+                .send(ApplyMsg::Entries(entries))
+                .await
+                .map_err(|_| ServerError::Task("the apply task stopped".into()))?;
+            if conf_changed {
+                let conf = self.raw.status().conf;
+                tracing::info!(node = self.id, voters = ?conf.voters, learners = ?conf.learners,
+                    "configuration changed");
+            }
+        }
+        for rs in std::mem::take(&mut rd.read_states) {
+            if let Some(batch) = self.reads.remove(&rs.ctx) {
+                for tx in batch {
+                    let _ = tx.send(Ok(rs.index));
+                }
+            }
+        }
+        // 6. Advance.
+        match self.raw.advance(rd) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(ServerError::Raft(e.to_string())),
+        }
+    }
+}
+
+fn storage(e: wal::Error) -> ServerError {
+    ServerError::Storage(e.to_string())
+}
+
+/// Opens the WAL and, on a first start of a bootstrapping node, records the
+/// initial configuration as a snapshot at index 0.
+pub(crate) fn open_wal(
+    dir: &std::path::Path,
+    voters: Option<Vec<u64>>,
+) -> Result<Wal, ServerError> {
+    let (mut wal, report) = Wal::open(dir, wal::Options::default()).map_err(storage)?;
+    tracing::info!(dir = %dir.display(), report = %report, "WAL opened");
+    let fresh = LogStore::last_index(&wal) == 0
+        && wal.hard_state().term == 0
+        && wal.snapshot_meta().conf == ConfState::default();
+    if fresh {
+        if let Some(voters) = voters {
+            tracing::info!(?voters, "bootstrapping a new cluster");
+            wal.install_snapshot(raft::Snapshot {
+                meta: raft::SnapshotMeta {
+                    index: 0,
+                    term: 0,
+                    conf: ConfState::with_voters(voters),
+                },
+                data: Bytes::new(),
+            })
+            .map_err(storage)?;
+        }
+    }
+    Ok(wal)
+}

@@ -1,0 +1,172 @@
+//! The receiving half of the transport: the `Raft` gRPC service.
+//!
+//! `Send` streams: each message is decoded, checked to be addressed to this
+//! node, and queued to the driver's peer inbox without waiting (dropped when
+//! it is full; Raft retransmits). The stream ends when the sender closes it
+//! or this node stops.
+//!
+//! `InstallSnapshot`: the chunks are checked to be contiguous (by offset),
+//! buffered up to [`SNAPSHOT_RECV_BYTES_MAX`] bytes, handed to the apply
+//! task, which restores the state machine unless it is already at or past
+//! the image's index; only then is the header's `InstallSnapshot` message
+//! stepped into the core (waiting for inbox space: it must not be lost
+//! after the restore).
+
+use bytes::Bytes;
+use proto::raft as pb;
+use raft::{Message, MessageBody};
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::message_from_pb;
+use crate::apply::ApplyMsg;
+use crate::limits::SNAPSHOT_RECV_BYTES_MAX;
+
+/// The `Raft` gRPC service.
+pub(crate) struct RaftService {
+    pub id: u64,
+    pub peer_tx: mpsc::Sender<Message>,
+    pub apply_tx: mpsc::Sender<ApplyMsg>,
+    pub applied: watch::Receiver<u64>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl RaftService {
+    fn decode(&self, m: pb::RaftMessage) -> Option<Message> {
+        match message_from_pb(m) {
+            Ok(m) if m.to == self.id => Some(m),
+            Ok(m) => {
+                tracing::warn!(
+                    node = self.id,
+                    to = m.to,
+                    from = m.from,
+                    "dropping a peer message addressed to another node"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(node = self.id, error = %e, "dropping a malformed peer message");
+                None
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::raft_server::Raft for RaftService {
+    async fn send(
+        &self,
+        req: Request<Streaming<pb::RaftMessage>>,
+    ) -> Result<Response<pb::SendResponse>, Status> {
+        let mut stream = req.into_inner();
+        let mut stop = self.stop.clone();
+        loop {
+            let next = tokio::select! {
+                m = stream.message() => m?,
+                _ = super::stopped(&mut stop) => None,
+            };
+            let Some(m) = next else { break };
+            let Some(m) = self.decode(m) else { continue };
+            if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
+                tracing::warn!(node = self.id, "InstallSnapshot on a Send stream; dropped");
+                continue;
+            }
+            if self.peer_tx.try_send(m).is_err() {
+                tracing::trace!(node = self.id, "peer inbox full; message dropped");
+            }
+        }
+        Ok(Response::new(pb::SendResponse {}))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let header = first
+            .header
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("the first chunk has no header"))?;
+        let msg = self
+            .decode(header)
+            .ok_or_else(|| Status::invalid_argument("bad snapshot header"))?;
+        let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
+            return Err(Status::invalid_argument(
+                "the snapshot header is not an InstallSnapshot message",
+            ));
+        };
+        let data_index = first.data_index;
+        if data_index < snapshot.meta.index {
+            return Err(Status::invalid_argument(format!(
+                "snapshot image at {data_index} is older than the snapshot at {}",
+                snapshot.meta.index
+            )));
+        }
+        tracing::info!(
+            node = self.id,
+            from = msg.from,
+            index = snapshot.meta.index,
+            term = snapshot.meta.term,
+            data_index,
+            "receiving snapshot"
+        );
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut offset = 0u64;
+        let mut next = Some(first);
+        loop {
+            let c = match next.take() {
+                Some(c) => c,
+                None => stream.message().await?.ok_or_else(|| {
+                    Status::invalid_argument("the snapshot stream ended before its last chunk")
+                })?,
+            };
+            if c.offset != offset {
+                return Err(Status::invalid_argument(format!(
+                    "snapshot chunk at offset {} where {offset} was expected",
+                    c.offset
+                )));
+            }
+            offset += c.data.len() as u64;
+            if offset > SNAPSHOT_RECV_BYTES_MAX as u64 {
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot larger than {SNAPSHOT_RECV_BYTES_MAX} bytes"
+                )));
+            }
+            let last = c.last;
+            chunks.push(c.data);
+            if last {
+                break;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.apply_tx
+            .send(ApplyMsg::Restore {
+                data_index,
+                chunks,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let restored = rx
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?
+            .map_err(|e| Status::internal(format!("restore failed: {e}")))?;
+        self.peer_tx
+            .send(msg)
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        Ok(Response::new(pb::InstallSnapshotResponse {
+            accepted: true,
+            reason: if restored {
+                String::new()
+            } else {
+                "state machine already at or past the image".into()
+            },
+            applied_index: *self.applied.borrow(),
+        }))
+    }
+}

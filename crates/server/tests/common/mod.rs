@@ -1,0 +1,287 @@
+//! In-process clusters for the server's integration tests: every node is a
+//! `server::run_with_listener` task on 127.0.0.1 with its own temp data dir,
+//! and clients talk to them over real gRPC.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use proto::kv::cluster_client::ClusterClient;
+use proto::kv::kv_client::KvClient;
+use proto::kv::*;
+use server::{Config, ServerError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::Code;
+
+pub const TICK_MS: u64 = 20;
+
+/// One running node.
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub addrs: BTreeMap<u64, String>,
+    pub configs: BTreeMap<u64, Config>,
+    pub running: BTreeMap<u64, Running>,
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A free port on 127.0.0.1 (bound, then released).
+pub async fn free_addr() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+pub fn node_config(
+    id: u64,
+    addr: &str,
+    peers: &BTreeMap<u64, String>,
+    dir: &std::path::Path,
+) -> Config {
+    Config {
+        id,
+        listen_addr: addr.to_string(),
+        peers: peers.clone(),
+        data_dir: dir.join(format!("n{id}")),
+        tick_interval_ms: TICK_MS,
+        election_timeout_ticks_min: 10,
+        election_timeout_ticks_max: 20,
+        heartbeat_interval_ticks: 2,
+        ..Config::default()
+    }
+}
+
+impl Cluster {
+    /// Starts `n` voters (ids 1..=n).
+    pub async fn start(n: u64) -> Cluster {
+        init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let mut addrs = BTreeMap::new();
+        for id in 1..=n {
+            addrs.insert(id, free_addr().await);
+        }
+        let mut c = Cluster {
+            dir,
+            addrs: addrs.clone(),
+            configs: BTreeMap::new(),
+            running: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            let cfg = node_config(id, &addrs[&id], &addrs, c.dir.path());
+            c.configs.insert(id, cfg);
+            c.start_node(id).await;
+        }
+        c
+    }
+
+    /// Starts (or restarts) node `id` from its config.
+    pub async fn start_node(&mut self, id: u64) {
+        let cfg = self.configs[&id].clone();
+        let addr = cfg.listen_addr.clone();
+        let listener = bind_retry(&addr).await;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run_with_listener(cfg, listener, async move {
+            let _ = rx.await;
+        }));
+        self.running.insert(id, Running { stop: tx, task });
+    }
+
+    /// Adds a node that joins (empty, waits to be added) and starts it.
+    pub async fn start_joining(&mut self, id: u64) -> String {
+        let addr = free_addr().await;
+        self.addrs.insert(id, addr.clone());
+        let mut cfg = node_config(id, &addr, &BTreeMap::new(), self.dir.path());
+        cfg.join = true;
+        self.configs.insert(id, cfg);
+        self.start_node(id).await;
+        addr
+    }
+
+    /// Stops node `id` gracefully and waits for it; returns its result.
+    pub async fn stop_node(&mut self, id: u64) -> Result<(), ServerError> {
+        let r = self.running.remove(&id).expect("node running");
+        let _ = r.stop.send(());
+        tokio::time::timeout(Duration::from_secs(15), r.task)
+            .await
+            .expect("node stops within 15 s")
+            .expect("node task did not panic")
+    }
+
+    pub async fn stop_all(&mut self) {
+        let ids: Vec<u64> = self.running.keys().copied().collect();
+        for id in ids {
+            self.stop_node(id).await.unwrap();
+        }
+    }
+
+    pub async fn kv(&self, id: u64) -> KvClient<Channel> {
+        KvClient::new(channel(&self.addrs[&id]).await)
+    }
+
+    pub async fn cluster(&self, id: u64) -> ClusterClient<Channel> {
+        ClusterClient::new(channel(&self.addrs[&id]).await)
+    }
+
+    /// Waits until the running nodes agree on a leader; returns it.
+    pub async fn leader(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut seen = BTreeMap::new();
+            for &id in self.running.keys() {
+                if let Ok(mut c) = try_cluster(&self.addrs[&id]).await {
+                    if let Ok(s) = c.status(StatusRequest {}).await {
+                        let s = s.into_inner();
+                        if s.role == Role::Leader as i32 {
+                            *seen.entry(s.id).or_insert(0) += 1;
+                        }
+                    }
+                }
+            }
+            if seen.len() == 1 {
+                return *seen.keys().next().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no single leader within 15 s: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn status(&self, id: u64) -> StatusResponse {
+        self.cluster(id)
+            .await
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+async fn bind_retry(addr: &str) -> tokio::net::TcpListener {
+    for _ in 0..100 {
+        if let Ok(l) = tokio::net::TcpListener::bind(addr).await {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot bind {addr}");
+}
+
+pub async fn try_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await
+}
+
+pub async fn channel(addr: &str) -> Channel {
+    for _ in 0..100 {
+        if let Ok(c) = try_channel(addr).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to {addr}");
+}
+
+async fn try_cluster(addr: &str) -> Result<ClusterClient<Channel>, tonic::transport::Error> {
+    Ok(ClusterClient::new(try_channel(addr).await?))
+}
+
+/// The leader hint of an `Unavailable` status: (id, addr).
+pub fn leader_hint(st: &tonic::Status) -> Option<(u64, String)> {
+    let id = st
+        .metadata()
+        .get(LEADER_ID_METADATA)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    let addr = st
+        .metadata()
+        .get(LEADER_ADDR_METADATA)?
+        .to_str()
+        .ok()?
+        .to_string();
+    Some((id, addr))
+}
+
+/// Runs `op` against node `start`, following leader hints and retrying
+/// `Unavailable` for up to 20 s. Returns the answer and the node that gave it.
+pub async fn with_leader<T, F, Fut>(c: &Cluster, start: u64, mut op: F) -> Result<T, tonic::Status>
+where
+    F: FnMut(KvClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut target = c.addrs[&start].clone();
+    loop {
+        let r = match try_channel(&target).await {
+            Ok(ch) => op(KvClient::new(ch)).await,
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        };
+        match r {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(st) if st.code() == Code::Unavailable && Instant::now() < deadline => {
+                if let Some((_, addr)) = leader_hint(&st) {
+                    target = addr;
+                } else {
+                    // Try another running node.
+                    let ids: Vec<&u64> = c.running.keys().collect();
+                    let i = (Instant::now().elapsed().subsec_nanos() as usize + ids.len())
+                        % ids.len().max(1);
+                    target = c.addrs[ids[i]].clone();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Err(st) => return Err(st),
+        }
+    }
+}
+
+pub async fn put(c: &Cluster, via: u64, key: &str, value: &str) -> PutResponse {
+    let (k, v) = (key.as_bytes().to_vec(), value.as_bytes().to_vec());
+    with_leader(c, via, |mut kv| {
+        let req = PutRequest {
+            key: k.clone().into(),
+            value: v.clone().into(),
+            ..Default::default()
+        };
+        async move { kv.put(req).await }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("put {key}: {e}"))
+}
+
+pub async fn get(c: &Cluster, via: u64, key: &str) -> Option<Vec<u8>> {
+    let k = key.as_bytes().to_vec();
+    with_leader(c, via, |mut kv| {
+        let req = GetRequest {
+            key: k.clone().into(),
+            serializable: false,
+        };
+        async move { kv.get(req).await }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("get {key}: {e}"))
+    .kv
+    .map(|kv| kv.value.to_vec())
+}
