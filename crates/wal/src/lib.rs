@@ -15,7 +15,8 @@
 //! use wal::{Options, Wal};
 //!
 //! let dir = tempfile::tempdir().unwrap();
-//! let (mut wal, report) = Wal::open(dir.path(), Options::default()).unwrap();
+//! let opts = Options { segment_size_max: 1 << 20, ..Options::default() };
+//! let (mut wal, report) = Wal::open(dir.path(), opts.clone()).unwrap();
 //! println!("{report}"); // log what recovery found
 //! let e = |index, term| Entry { index, term, kind: EntryKind::Normal, data: Bytes::from("x") };
 //! wal.append(&[e(1, 1), e(2, 1), e(3, 1)]).unwrap();
@@ -26,7 +27,7 @@
 //! assert_eq!(wal.term(3).unwrap(), 2);
 //! drop(wal);
 //!
-//! let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+//! let (wal, _) = Wal::open(dir.path(), opts).unwrap();
 //! assert_eq!(LogStore::last_index(&wal), 3); // the overwrite was not synced...
 //! assert!(matches!(wal.term(3).unwrap(), 1 | 2)); // ...so either may be there
 //! ```

@@ -27,6 +27,9 @@ pub const SEGMENT_SIZE_MIN: u64 = 256;
 /// (without fsync). `sync` always writes the buffer out.
 pub const WRITE_BUFFER_MAX: usize = 1024 * 1024;
 
+/// Bytes of zeros written per call when preallocating a segment.
+pub const PREALLOCATE_CHUNK: usize = 1024 * 1024;
+
 /// The largest `Options::cache_entries_max` accepted.
 pub const CACHE_ENTRIES_MAX: usize = 1 << 20;
 

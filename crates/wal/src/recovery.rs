@@ -19,13 +19,17 @@
 //!
 //! # Torn tail or corruption?
 //!
-//! A bad record in the *last* segment is a torn write, truncated and
-//! reported, when it cannot hold durable data followed by more records:
-//! its header is cut short; or its length field is zero, too large or runs
-//! past the end of the file, and no single flipped bit of that field would
-//! make the record check out; or its checksum fails and it ends exactly at
-//! the end of the file. Any other bad record, and any bad record in an
-//! earlier segment (segments are fsynced before the next one is created),
+//! The last segment is preallocated with zeros, so its written part ends
+//! where the bytes from some record boundary to the end of the file are all
+//! zero: that is a clean end, not damage. Otherwise a bad record in the
+//! *last* segment is a torn write, cut off and reported, when it cannot hold
+//! durable data followed by more records: its header is cut short; or its
+//! length field is zero, too large or runs past the end of the file; or its
+//! checksum fails and nothing but zeros follows the record's end — in the
+//! last two cases only if no single flipped bit of the length field would
+//! make the record check out (a damaged length is corruption). Any other
+//! bad record, and any bad record in an earlier segment (a segment is cut
+//! to its written length and fsynced before the next one is created),
 //! refuses the open with the file and offset, unless `repair` is set, in
 //! which case the log is cut there and the cut is reported.
 
@@ -226,15 +230,19 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered> {
         let data = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
         let data = Bytes::from(data);
         let cut = match scan_segment(&path, seq, &data, is_last, &mut replay)? {
-            Scan::Clean => {
-                segments.push((seq, data.len() as u64));
+            Scan::Clean { end } => {
+                segments.push((seq, end));
                 continue;
             }
             Scan::Torn { offset, reason } => {
+                let written_end = data
+                    .iter()
+                    .rposition(|&b| b != 0)
+                    .map_or(0, |i| i as u64 + 1);
                 report.torn_tail = Some(Truncation {
                     file: path.clone(),
                     offset,
-                    bytes_dropped: data.len() as u64 - offset,
+                    bytes_dropped: written_end.saturating_sub(offset),
                     segments_deleted: Vec::new(),
                     reason,
                 });
@@ -338,9 +346,19 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered> {
 }
 
 enum Scan {
-    Clean,
-    Torn { offset: u64, reason: String },
-    Damaged { offset: u64, reason: String },
+    /// Valid records up to `end`; after it only zeros (the preallocated,
+    /// unwritten part of the last segment) or nothing.
+    Clean {
+        end: u64,
+    },
+    Torn {
+        offset: u64,
+        reason: String,
+    },
+    Damaged {
+        offset: u64,
+        reason: String,
+    },
 }
 
 fn scan_segment(
@@ -407,25 +425,34 @@ fn scan_segment(
             Err(bad) => {
                 let reason = bad.to_string();
                 let offset = p as u64;
-                if is_last && is_torn(data, p, bad) {
+                // The last segment is preallocated with zeros: where they
+                // start, the written part ends.
+                let written_end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                if is_last && written_end <= p {
+                    return Ok(Scan::Clean { end: offset });
+                }
+                if is_last && is_torn(data, p, written_end, bad) {
                     return Ok(Scan::Torn { offset, reason });
                 }
                 return Ok(Scan::Damaged { offset, reason });
             }
         }
     }
-    Ok(Scan::Clean)
+    Ok(Scan::Clean {
+        end: data.len() as u64,
+    })
 }
 
 /// Whether the bad record at `p` of the last segment is a torn write (see
-/// the module docs).
-fn is_torn(data: &[u8], p: usize, bad: BadRecord) -> bool {
+/// the module docs). `written_end` is where the trailing zeros start.
+fn is_torn(data: &[u8], p: usize, written_end: usize, bad: BadRecord) -> bool {
     match bad {
         BadRecord::ShortHeader => true,
         BadRecord::Length(_) | BadRecord::PastEnd(_) => !format::length_bit_flip_explains(data, p),
         BadRecord::Crc => {
             let len = format::u32_at(data, p) as usize;
-            p + format::RECORD_HEADER_SIZE + len == data.len()
+            p + format::RECORD_HEADER_SIZE + len >= written_end
+                && !format::length_bit_flip_explains(data, p)
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,8 +109,20 @@ pub struct Wal {
     overwrites: VecDeque<(u64, Index)>,
 
     poison: Poison,
+    /// The next segment, being preallocated on a thread of its own.
+    next_segment: Option<(u64, std::thread::JoinHandle<Result<File>>)>,
     #[cfg(test)]
     fail_next_sync: bool,
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Do not leave a thread writing into the directory behind (a new
+        // `Wal` may open it right away); its file is deleted on open.
+        if let Some((_, thread)) = self.next_segment.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -135,6 +147,35 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
 
 /// Write `chunks` to `path` through a temporary file: write, fsync, rename,
 /// fsync the directory. Returns the file, open for reading and writing.
+/// Create segment `seq` as `<seq>.wal.tmp`: the header, then zeros up to
+/// `size` bytes, fsynced. Writing into blocks that already exist lets a
+/// later `fdatasync` skip the file-system journal (no size or extent
+/// change), which makes it several times faster and keeps it from waiting
+/// on other processes' metadata.
+fn preallocate(dir: &Path, seq: u64, size: u64) -> Result<File> {
+    let path = tmp_path(&segment_path(dir, seq));
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| Error::io("create", &path, e))?;
+    let header = format::encode_segment_header(seq);
+    f.write_all(&header)
+        .map_err(|e| Error::io("write", &path, e))?;
+    let zeros = vec![0u8; limits::PREALLOCATE_CHUNK];
+    let mut left = size.saturating_sub(header.len() as u64);
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])
+            .map_err(|e| Error::io("write", &path, e))?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
+    Ok(f)
+}
+
 fn create_durably(dir: &Path, path: &Path, chunks: &[&[u8]]) -> Result<File> {
     let tmp = tmp_path(path);
     let mut f = OpenOptions::new()
@@ -240,6 +281,7 @@ impl Wal {
             overwrite_seq: 0,
             overwrites: VecDeque::new(),
             poison: Arc::default(),
+            next_segment: None,
             #[cfg(test)]
             fail_next_sync: false,
         };
@@ -253,11 +295,7 @@ impl Wal {
             // What was read back may still sit in the page cache only (the
             // process crashed, not the machine): make it durable before
             // counting it as such.
-            let active = wal.active_mut();
-            active
-                .file
-                .seek(SeekFrom::End(0))
-                .map_err(|e| Error::io("seek", &active.path, e))?;
+            let active = wal.active();
             active
                 .file
                 .sync_data()
@@ -312,11 +350,6 @@ impl Wal {
     fn active(&self) -> &Segment {
         // There is always an active segment: `open` makes one.
         &self.segments[self.segments.len() - 1]
-    }
-
-    fn active_mut(&mut self) -> &mut Segment {
-        let n = self.segments.len() - 1;
-        &mut self.segments[n]
     }
 
     fn segment(&self, seq: u64) -> Option<&Segment> {
@@ -629,6 +662,17 @@ impl Wal {
         let used = self.active().len + self.buf.len() as u64;
         if used > format::SEGMENT_HEADER_SIZE as u64 && used + size > self.opts.segment_size_max {
             self.rotate()?;
+        } else if self.next_segment.is_none() && used * 2 >= self.opts.segment_size_max {
+            // Half full: start preallocating the next segment.
+            let (dir, seq, size) = (
+                self.dir.clone(),
+                self.active().seq + 1,
+                self.opts.segment_size_max,
+            );
+            self.next_segment = Some((
+                seq,
+                std::thread::spawn(move || preallocate(&dir, seq, size)),
+            ));
         }
         Ok(())
     }
@@ -638,7 +682,18 @@ impl Wal {
     /// snapshot record, so older segments can be deleted once the entries
     /// in them are compacted.
     fn rotate(&mut self) -> Result<()> {
-        self.sync_active()?;
+        self.flush()?;
+        // Cut the preallocated zeros off and fsync size and data: only the
+        // last segment may end in zeros.
+        let seg = self.active();
+        seg.file
+            .set_len(seg.len)
+            .map_err(|e| Error::io("truncate", &seg.path, e))?;
+        seg.file
+            .sync_all()
+            .map_err(|e| Error::io("fsync", &seg.path, e))?;
+        self.dirty = false;
+        self.durable = self.last_index();
         let seq = self.active().seq + 1;
         self.new_segment(seq)?;
         self.write_state_copies();
@@ -665,12 +720,43 @@ impl Wal {
         }
     }
 
+    /// Make segment `seq` the active one: take the file preallocated in the
+    /// background (started when the active segment was half full) or make it
+    /// now, rename it into place, fsync the directory.
     fn new_segment(&mut self, seq: u64) -> Result<()> {
         let path = segment_path(&self.dir, seq);
+        let ready = match self.next_segment.take() {
+            Some((s, thread)) => {
+                let made = thread
+                    .join()
+                    .map_err(|_| {
+                        Error::io(
+                            "preallocate",
+                            &path,
+                            std::io::Error::other("thread panicked"),
+                        )
+                    })
+                    .and_then(|r| r);
+                if s == seq {
+                    Some(made?)
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        let file = match ready {
+            Some(f) => f,
+            None => preallocate(&self.dir, seq, self.opts.segment_size_max)?,
+        };
+        fs::rename(tmp_path(&path), &path).map_err(|e| Error::io("rename", &path, e))?;
+        fsync_dir(&self.dir)?;
+        let (dir, size) = (self.dir.clone(), self.opts.segment_size_max);
+        self.next_segment = Some((
+            seq + 1,
+            std::thread::spawn(move || preallocate(&dir, seq + 1, size)),
+        ));
         let header = format::encode_segment_header(seq);
-        let mut file = create_durably(&self.dir, &path, &[&header])?;
-        file.seek(SeekFrom::End(0))
-            .map_err(|e| Error::io("seek", &path, e))?;
         self.segments.push_back(Segment {
             seq,
             path,
@@ -688,7 +774,7 @@ impl Wal {
         let n = self.segments.len() - 1;
         let seg = &mut self.segments[n];
         seg.file
-            .write_all(&self.buf)
+            .write_all_at(&self.buf, seg.len)
             .map_err(|e| Error::io("write", &seg.path, e))?;
         seg.len += self.buf.len() as u64;
         self.buf.clear();
@@ -916,6 +1002,14 @@ impl Wal {
         Ok(removed)
     }
 
+    /// The active segment's file and how many bytes of it are written
+    /// (including the user-space buffer). The file itself is preallocated,
+    /// so its size says nothing about this.
+    pub fn active_segment(&self) -> (&Path, u64) {
+        let seg = self.active();
+        (&seg.path, seg.len + self.buf.len() as u64)
+    }
+
     /// How many segment files the WAL uses now.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -997,6 +1091,13 @@ mod tests {
     use super::*;
     use raft::EntryKind;
 
+    fn opts() -> Options {
+        Options {
+            segment_size_max: 64 * 1024,
+            ..Options::default()
+        }
+    }
+
     fn entry(index: Index, term: Term) -> Entry {
         Entry {
             index,
@@ -1009,7 +1110,7 @@ mod tests {
     #[test]
     fn failed_fsync_poisons_for_good() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), opts()).unwrap();
         wal.append(&[entry(1, 1)]).unwrap();
         wal.fail_next_sync = true;
         assert!(matches!(wal.sync(), Err(Error::Io { .. })));
@@ -1031,9 +1132,9 @@ mod tests {
     #[test]
     fn second_open_of_a_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (_wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+        let (_wal, _) = Wal::open(dir.path(), opts()).unwrap();
         assert!(matches!(
-            Wal::open(dir.path(), Options::default()),
+            Wal::open(dir.path(), opts()),
             Err(Error::Locked { .. })
         ));
     }
@@ -1041,7 +1142,7 @@ mod tests {
     #[test]
     fn mark_durable_is_clamped_by_overwrites() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), opts()).unwrap();
         wal.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
             .unwrap();
         let h = wal.sync_handle().unwrap();

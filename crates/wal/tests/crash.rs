@@ -28,17 +28,26 @@ struct Checkpoint {
     hs: HardState,
 }
 
+/// Options for the recorded segment: preallocated to 8 KiB, so everything
+/// fits in one segment that ends in zeros.
+fn recorded_opts() -> Options {
+    Options {
+        segment_size_max: 8192,
+        ..Options::default()
+    }
+}
+
 /// Write entries and hard states one record per sync into a single segment
-/// and note the file length after each. Returns the entries, checkpoints and
-/// the segment's path.
+/// and note the written length after each. Returns the entries, checkpoints
+/// and the segment's path.
 fn write_recorded(dir: &Path, n: u64) -> (Vec<Entry>, Vec<Checkpoint>, PathBuf) {
-    let (mut wal, _) = open(dir, Options::default());
-    let seg = segment_files(dir)[0].clone();
-    let len = || std::fs::metadata(&seg).unwrap().len();
+    let (mut wal, _) = open(dir, recorded_opts());
+    let seg = wal.active_segment().0.to_path_buf();
+    let len = |w: &Wal| w.active_segment().1;
     let mut written = Vec::new();
     let mut hs = HardState::default();
     let mut cps = vec![Checkpoint {
-        len: len(),
+        len: len(&wal),
         last: 0,
         hs,
     }];
@@ -48,7 +57,7 @@ fn write_recorded(dir: &Path, n: u64) -> (Vec<Entry>, Vec<Checkpoint>, PathBuf) 
         wal.sync().unwrap();
         written.push(e);
         cps.push(Checkpoint {
-            len: len(),
+            len: len(&wal),
             last: i,
             hs,
         });
@@ -61,13 +70,14 @@ fn write_recorded(dir: &Path, n: u64) -> (Vec<Entry>, Vec<Checkpoint>, PathBuf) 
             wal.save_hard_state(&hs).unwrap();
             wal.sync().unwrap();
             cps.push(Checkpoint {
-                len: len(),
+                len: len(&wal),
                 last: i,
                 hs,
             });
         }
     }
     assert_eq!(segment_files(dir).len(), 1);
+    assert_eq!(wal.active_segment().0, seg.as_path());
     (written, cps, seg)
 }
 
@@ -84,48 +94,67 @@ fn truncation_at_every_offset_of_the_last_records_recovers_a_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let (written, cps, seg) = write_recorded(dir.path(), 24);
     let original = std::fs::read(&seg).unwrap();
-    // The last eight records, and a cut into the header for good measure.
-    let from = cps[cps.len() - 9].len;
-    let mut cuts: Vec<u64> = (from..=original.len() as u64).collect();
+    let end = cps[cps.len() - 1].len;
+    assert!(original.len() as u64 > end, "the segment is preallocated");
+    assert!(original[end as usize..].iter().all(|&b| b == 0));
+    // The last six records, and a cut into the header for good measure.
+    let from = cps[cps.len() - 7].len;
+    let mut cuts: Vec<u64> = (from..=end).collect();
     cuts.push(31);
     for cut in cuts {
-        std::fs::write(&seg, &original[..cut as usize]).unwrap();
-        let what = format!("cut at {cut}");
-        if cut < 32 {
-            // A segment header is written and fsynced before the segment is
-            // renamed into place: a cut header is damage, not a torn write.
-            assert!(
-                matches!(
-                    Wal::open(dir.path(), Options::default()),
-                    Err(Error::Corrupt { .. })
-                ),
-                "{what}"
-            );
-            continue;
-        }
-        let (wal, report) = open(dir.path(), Options::default());
-        let cp = cps.iter().rev().find(|c| c.len <= cut).unwrap();
-        check_state(&wal, &written, cp, &what);
-        match &report.torn_tail {
-            None => assert_eq!(
-                cp.len, cut,
-                "{what}: a cut inside a record must be reported"
-            ),
-            Some(t) => {
-                assert_eq!(
-                    (t.offset, t.bytes_dropped),
-                    (cp.len, cut - cp.len),
+        // Two ways a crash leaves the file: cut short (the size did not
+        // reach the disk), or full size with zeros where the write did not
+        // land (the preallocated blocks).
+        for zero_filled in [false, true] {
+            let mut bytes = original[..cut as usize].to_vec();
+            if zero_filled {
+                bytes.resize(original.len(), 0);
+            }
+            std::fs::write(&seg, &bytes).unwrap();
+            let what = format!("cut at {cut}, zero-filled {zero_filled}");
+            if cut < 32 {
+                // A segment header is written and fsynced before the segment
+                // is renamed into place: a cut header is damage.
+                assert!(
+                    matches!(
+                        Wal::open(dir.path(), recorded_opts()),
+                        Err(Error::Corrupt { .. })
+                    ),
                     "{what}"
                 );
-                assert!(report.to_string().contains("torn tail"), "{report}");
+                continue;
             }
+            let (wal, report) = open(dir.path(), recorded_opts());
+            // With zero fill, a record whose missing end was zeros anyway is
+            // complete (the same bytes as written).
+            let complete = |c: &&Checkpoint| {
+                c.len <= cut
+                    || (zero_filled
+                        && original[cut as usize..c.len as usize]
+                            .iter()
+                            .all(|&b| b == 0))
+            };
+            let cp = cps.iter().rev().find(complete).unwrap();
+            check_state(&wal, &written, cp, &what);
+            match &report.torn_tail {
+                None if zero_filled => {}
+                None => assert_eq!(
+                    cp.len, cut,
+                    "{what}: a cut inside a record must be reported"
+                ),
+                Some(t) => {
+                    assert!(cut > cp.len || zero_filled, "{what}");
+                    assert_eq!(t.offset, cp.len, "{what}");
+                    assert!(t.bytes_dropped <= cut - cp.len, "{what}");
+                    assert!(report.to_string().contains("torn tail"), "{report}");
+                }
+            }
+            drop(wal);
+            // The cut was made permanent: a second open finds nothing torn.
+            let (wal, report) = open(dir.path(), recorded_opts());
+            assert!(report.torn_tail.is_none(), "{what}");
+            check_state(&wal, &written, cp, &what);
         }
-        drop(wal);
-        // The cut was made permanent: a second open finds nothing torn.
-        assert_eq!(std::fs::metadata(&seg).unwrap().len(), cp.len, "{what}");
-        let (wal, report) = open(dir.path(), Options::default());
-        assert!(report.torn_tail.is_none(), "{what}");
-        check_state(&wal, &written, cp, &what);
     }
 }
 
@@ -136,9 +165,12 @@ fn single_bit_flips_are_detected_never_accepted() {
     let original = std::fs::read(&seg).unwrap();
     let last_record = cps[cps.len() - 2].len as usize;
     let before_last = &cps[cps.len() - 2];
+    let end = cps[cps.len() - 1].len as usize;
     let mut errors = 0;
     let mut truncated = 0;
-    for byte in 0..original.len() {
+    // Every written byte, and a sample of the preallocated zeros after them.
+    let bytes_to_flip = (0..end).chain((end..original.len()).step_by(97));
+    for byte in bytes_to_flip {
         // Every bit of the header and of the last two records; elsewhere
         // two bits per byte, rotating (all bits of length fields are hit
         // over neighbouring records).
@@ -152,8 +184,12 @@ fn single_bit_flips_are_detected_never_accepted() {
             bytes[byte] ^= 1 << bit;
             std::fs::write(&seg, &bytes).unwrap();
             let what = format!("flip byte {byte} bit {bit}");
-            match Wal::open(dir.path(), Options::default()) {
+            match Wal::open(dir.path(), recorded_opts()) {
                 Err(Error::Corrupt { offset, .. }) => {
+                    assert!(
+                        byte < end,
+                        "{what}: a flip in unwritten space refused the open"
+                    );
                     assert!(offset as usize <= byte, "{what}: reported at {offset}");
                     errors += 1;
                 }
@@ -162,6 +198,11 @@ fn single_bit_flips_are_detected_never_accepted() {
                     errors += 1;
                 }
                 Err(e) => panic!("{what}: unexpected error {e}"),
+                Ok((wal, report)) if byte >= end => {
+                    // Damage in the unwritten zeros loses nothing.
+                    check_state(&wal, &written, &cps[cps.len() - 1], &what);
+                    assert!(report.torn_tail.is_some(), "{what}");
+                }
                 Ok((wal, report)) => {
                     // Only a flip in the very last record may pass as a
                     // torn write, and then that record is dropped.

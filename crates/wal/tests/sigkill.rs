@@ -123,7 +123,7 @@ fn sigkill_never_loses_a_durable_entry() {
             reported = reported.max(n);
         }
 
-        let (wal, report) = open(dir.path(), Options::default());
+        let (wal, report) = open(dir.path(), common::test_opts());
         eprintln!("kill {kill}: reported durable {reported}; {report}");
         assert!(
             wal.last_index() >= reported,

@@ -376,7 +376,7 @@ fn suite_memstore() {
 
 fn wal_option_sets() -> Vec<Options> {
     vec![
-        Options::default(),
+        common::test_opts(),
         small_opts(),
         Options {
             cache_entries_max: 0,
@@ -412,7 +412,16 @@ fn small_segments_rotate_and_compaction_deletes_them() {
         "{} segments left",
         wal.segment_count()
     );
-    let files = std::fs::read_dir(dir.path()).unwrap().count();
+    let files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
     assert_eq!(
         files,
         wal.segment_count() + 2,
@@ -467,7 +476,7 @@ fn reading_a_compacted_index_is_a_typed_error() {
 #[test]
 fn oversize_entry_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut wal, _) = open(dir.path(), Options::default());
+    let (mut wal, _) = open(dir.path(), common::test_opts());
     wal.append(&ents(1, 3, 1, 0)).unwrap();
     let big = Entry {
         data: Bytes::from(vec![0u8; wal::limits::ENTRY_DATA_SIZE_MAX as usize + 1]),
@@ -496,7 +505,7 @@ fn oversize_entry_is_refused_and_nothing_is_written() {
     wal.append(std::slice::from_ref(&max)).unwrap();
     wal.sync().unwrap();
     drop(wal);
-    let (wal, _) = open(dir.path(), Options::default());
+    let (wal, _) = open(dir.path(), common::test_opts());
     assert_eq!(wal.entries(4, 5, u64::MAX).unwrap(), vec![max]);
 }
 
@@ -513,7 +522,7 @@ fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn newer_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut wal, _) = open(dir.path(), Options::default());
+    let (mut wal, _) = open(dir.path(), common::test_opts());
     wal.append(&ents(1, 3, 1, 0)).unwrap();
     wal.sync().unwrap();
     drop(wal);
@@ -542,7 +551,7 @@ fn newer_format_version_is_refused() {
 #[test]
 fn newer_snapshot_file_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut wal, _) = open(dir.path(), Options::default());
+    let (mut wal, _) = open(dir.path(), common::test_opts());
     wal.append(&ents(1, 3, 1, 0)).unwrap();
     wal.compact(meta(2, 1, &[1]), Bytes::from("snap")).unwrap();
     drop(wal);
@@ -555,7 +564,7 @@ fn newer_snapshot_file_version_is_refused() {
     bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
     std::fs::write(&snap, &bytes).unwrap();
     assert!(matches!(
-        Wal::open(dir.path(), Options::default()),
+        Wal::open(dir.path(), common::test_opts()),
         Err(Error::UnsupportedVersion { found: 3, .. })
     ));
 }
@@ -563,7 +572,7 @@ fn newer_snapshot_file_version_is_refused() {
 #[test]
 fn damaged_snapshot_data_is_an_error_not_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut wal, _) = open(dir.path(), Options::default());
+    let (mut wal, _) = open(dir.path(), common::test_opts());
     wal.append(&ents(1, 3, 1, 0)).unwrap();
     wal.compact(meta(2, 1, &[1]), Bytes::from("snapshot data"))
         .unwrap();
@@ -577,7 +586,7 @@ fn damaged_snapshot_data_is_an_error_not_data() {
     let n = bytes.len();
     bytes[n - 3] ^= 0x04;
     std::fs::write(&snap, &bytes).unwrap();
-    let (wal, _) = open(dir.path(), Options::default());
+    let (wal, _) = open(dir.path(), common::test_opts());
     assert!(matches!(wal.snapshot(), Err(Error::Corrupt { .. })));
 }
 

@@ -30,6 +30,15 @@ pub fn entry(index: Index, term: Term, nonce: u64, size: usize) -> Entry {
     }
 }
 
+/// Default options but with 256 KiB segments: preallocating the default
+/// 64 MiB per segment would make tests slow.
+pub fn test_opts() -> Options {
+    Options {
+        segment_size_max: 256 * 1024,
+        ..Options::default()
+    }
+}
+
 /// Options with tiny segments and a tiny cache, to exercise rotation,
 /// segment deletion and reads from disk.
 pub fn small_opts() -> Options {
