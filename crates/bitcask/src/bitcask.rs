@@ -75,7 +75,7 @@ pub(crate) type Keydir = BTreeMap<Arc<[u8]>, Entry>;
 
 /// Estimated bytes of memory the keydir uses per key besides the key's own
 /// bytes: the `BTreeMap` slot (a 16-byte `Arc<[u8]>` pointer and the
-/// 24-byte [`Entry`]) at the tree's fill, node headers, and the `Arc`'s
+/// 24-byte `Entry`) at the tree's fill, node headers, and the `Arc`'s
 /// 16 bytes of counts. Measured by `examples/bench.rs` with a counting
 /// allocator: 58 bytes per key when the keydir is built at open, 78 when
 /// built by random inserts (requested sizes; the allocator adds its own

@@ -58,8 +58,12 @@
 //! | `LOCK` | `flock`ed while an engine has the directory open |
 //!
 //! The active file is the data file with the highest id among those without
-//! a hint file: every immutable file gets its hint when it is rotated out or
-//! written by a merge (the hint is renamed in before its data file).
+//! a hint file: every immutable file gets its hint when it is rotated out
+//! (written by a background thread, see below) or written by a merge (the
+//! hint is renamed in before its data file). An immutable file whose hint
+//! is not written yet when the process dies is older than the active file,
+//! so the rule still finds the right one; opening scans it and writes its
+//! hint.
 //!
 //! ## Data files
 //!
@@ -119,8 +123,14 @@
 //!
 //! New files (data files, hints, the manifest) are written under a `.tmp`
 //! name, fsynced, renamed into place, and the directory fsynced. A rotated
-//! file is fsynced before its successor is created. [`Engine::sync`]
-//! fdatasyncs the active file. A failed write or fsync poisons the engine
+//! file is fsynced before its successor is created, so a crash can never
+//! keep a newer write and lose an older one, and [`Engine::sync`] only has
+//! to fdatasync the active file. (The rotation's fsync runs on the writing
+//! thread and takes as long as the file's unsynced data needs; calling
+//! `sync` regularly keeps it short.) The hint file of a rotated-out file is
+//! written by a background thread (at most [`limits::hint_threads_max`] at
+//! once; [`Bitcask::wait_for_hints`] waits for them, and dropping the engine
+//! does), so a rotation does not stall writes for a scan of the file. A failed write or fsync poisons the engine
 //! ([`Error::Poisoned`] from every later call): after a failed fsync the
 //! kernel may have dropped the dirty pages, so retrying is not safe.
 //!

@@ -47,17 +47,26 @@ fn action() -> impl Strategy<Value = Action> {
 
 type Model = BTreeMap<Bytes, Bytes>;
 
+fn model_cases() -> u32 {
+    std::env::var("BITCASK_MODEL_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64)
+}
+
 fn all(view: &BitcaskView) -> Model {
     view.iter().map(|r| r.unwrap()).collect()
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 64 cases by default (each fsyncs on every rotation, so a busy disk
+    // slows it down); BITCASK_MODEL_CASES=N for a longer run.
+    #![proptest_config(ProptestConfig { cases: model_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn bitcask_behaves_like_a_btreemap(actions in prop::collection::vec(action(), 1..80)) {
         let dir = tempfile::tempdir().unwrap();
-        let opts = || Options { file_size_max: 600 };
+        let opts = || Options { file_size_max: 1000 };
         let mut db = Some(Bitcask::open(dir.path(), opts()).unwrap());
         let mut model = Model::new();
         let mut views: Vec<(BitcaskView, Model)> = Vec::new();
