@@ -1158,4 +1158,48 @@ mod tests {
         wal.sync().unwrap();
         assert_eq!(wal.durable_index(), 6);
     }
+
+    #[test]
+    fn sync_handle_survives_rotation_and_compaction_of_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = Options {
+            segment_size_max: 1024,
+            ..Options::default()
+        };
+        let (mut wal, _) = Wal::open(dir.path(), small.clone()).unwrap();
+        wal.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        let h = wal.sync_handle().unwrap();
+        let first_segment = wal.active_segment().0.to_path_buf();
+        // While the sync is "in flight": rotate many times, compact the
+        // handle's segment away.
+        wal.append(&(6..=200).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        wal.compact(
+            SnapshotMeta {
+                index: 150,
+                term: 1,
+                conf: ConfState::with_voters([1]),
+            },
+            Bytes::from("s"),
+        )
+        .unwrap();
+        assert!(!first_segment.exists());
+        let done = std::thread::spawn(move || h.sync())
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.index(), 5);
+        wal.mark_durable(done).unwrap();
+        assert_eq!(wal.durable_index(), 200, "compaction synced everything");
+        // A stale handle never lowers the durable index nor raises it past
+        // the log.
+        wal.append(&[entry(201, 1)]).unwrap();
+        let h = wal.sync_handle().unwrap();
+        wal.append(&[entry(150 + 1, 2)]).unwrap(); // overwrite from 151
+        let done = h.sync().unwrap();
+        wal.mark_durable(done).unwrap();
+        assert_eq!(wal.durable_index(), 150);
+        assert_eq!(wal.last_index(), 151);
+    }
 }
