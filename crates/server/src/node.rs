@@ -388,7 +388,19 @@ impl Node {
     fn compact(&mut self, index: Index) -> Result<Result<(Index, Term), Status>, ServerError> {
         let st = self.raw.status();
         let durable = self.raw.store().durable_index();
+        let asked = index;
         let index = index.min(st.applied).min(durable);
+        tracing::debug!(
+            node = self.id,
+            asked,
+            index,
+            applied = st.applied,
+            durable,
+            first = LogStore::first_index(self.raw.store()),
+            last = LogStore::last_index(self.raw.store()),
+            snapshot = st.snapshot_index,
+            "compaction requested"
+        );
         let current = |raw: &RawNode<Wal>| {
             let m = raw.store().snapshot_meta();
             Ok((m.index, m.term))
@@ -505,7 +517,8 @@ impl Node {
             }
         }
         // 1. A snapshot from the leader (the state machine is restored).
-        if let Some(snap) = rd.snapshot.take() {
+        // (`advance` needs `rd.snapshot`: install a copy.)
+        if let Some(snap) = rd.snapshot.clone() {
             let applied = *self.applied_rx.borrow();
             if applied < snap.meta.index {
                 return Err(ServerError::StateMachine(format!(

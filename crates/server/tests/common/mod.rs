@@ -285,3 +285,67 @@ pub async fn get(c: &Cluster, via: u64, key: &str) -> Option<Vec<u8>> {
     .kv
     .map(|kv| kv.value.to_vec())
 }
+
+pub async fn register(c: &Cluster, via: u64) -> u64 {
+    with_leader(c, via, |mut kv| async move {
+        kv.register_session(RegisterSessionRequest {}).await
+    })
+    .await
+    .unwrap()
+    .client_id
+}
+
+/// Appends with a session; retries (same client id and seq) on Unavailable.
+pub async fn append(
+    c: &Cluster,
+    via: u64,
+    key: &str,
+    value: &str,
+    client_id: u64,
+    seq: u64,
+) -> AppendResponse {
+    let (k, v) = (key.as_bytes().to_vec(), value.as_bytes().to_vec());
+    with_leader(c, via, |mut kv| {
+        let req = AppendRequest {
+            key: k.clone().into(),
+            value: v.clone().into(),
+            client_id,
+            seq,
+        };
+        async move { kv.append(req).await }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("append {key}: {e}"))
+}
+
+/// A serializable (local) read on node `id`.
+pub async fn get_local(c: &Cluster, id: u64, key: &str) -> Option<Vec<u8>> {
+    c.kv(id)
+        .await
+        .get(GetRequest {
+            key: key.as_bytes().to_vec().into(),
+            serializable: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .kv
+        .map(|kv| kv.value.to_vec())
+}
+
+/// Waits until node `id` applied at least `index`.
+pub async fn wait_applied(c: &Cluster, id: u64, index: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.status(id).await;
+        if s.applied_index >= index {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} stuck at applied {} < {index}",
+            s.applied_index
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,171 @@
+//! Leader loss, restarts, exactly-once retries and snapshot catch-up.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_stopped_new_leader_takes_over_and_nothing_is_lost() {
+    let mut c = Cluster::start(3).await;
+    let old = c.leader().await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        put(&c, old, &format!("a{i}"), &format!("{i}")).await;
+        acked.push(i);
+    }
+    c.stop_node(old).await.unwrap();
+    let new = c.leader().await;
+    assert_ne!(new, old);
+    for i in 20..40 {
+        put(&c, new, &format!("a{i}"), &format!("{i}")).await;
+        acked.push(i);
+    }
+    for &i in &acked {
+        assert_eq!(
+            get(&c, new, &format!("a{i}")).await,
+            Some(format!("{i}").into_bytes()),
+            "a{i}"
+        );
+    }
+    // The old leader comes back and catches up.
+    c.start_node(old).await;
+    let last = put(&c, new, "after", "restart").await.index;
+    wait_applied(&c, old, last).await;
+    for &i in &acked {
+        assert_eq!(
+            get_local(&c, old, &format!("a{i}")).await,
+            Some(format!("{i}").into_bytes())
+        );
+    }
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_cluster_stop_and_start_keeps_the_data() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    for i in 0..30 {
+        put(&c, l, &format!("p{i}"), &format!("v{i}")).await;
+    }
+    c.stop_all().await;
+    for id in 1..=3 {
+        c.start_node(id).await;
+    }
+    let l = c.leader().await;
+    for i in 0..30 {
+        assert_eq!(
+            get(&c, l, &format!("p{i}")).await,
+            Some(format!("v{i}").into_bytes())
+        );
+    }
+    put(&c, l, "more", "writes").await;
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_write_whose_reply_was_lost_applies_once() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    let client_id = register(&c, l).await;
+    assert!(client_id > 0);
+    // The next successful write's reply is dropped after it applied.
+    c.configs[&l]
+        .test_hooks
+        .drop_write_replies
+        .store(1, Ordering::SeqCst);
+    let err = c
+        .kv(l)
+        .await
+        .append(proto::kv::AppendRequest {
+            key: b"log".to_vec().into(),
+            value: b"a".to_vec().into(),
+            client_id,
+            seq: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    assert_eq!(
+        c.configs[&l]
+            .test_hooks
+            .drop_write_replies
+            .load(Ordering::SeqCst),
+        0
+    );
+    // The client retries the same write: answered from the session.
+    let r = append(&c, l, "log", "a", client_id, 1).await;
+    assert_eq!(r.value_len, 1);
+    assert_eq!(get(&c, l, "log").await, Some(b"a".to_vec()));
+    let r = append(&c, l, "log", "b", client_id, 2).await;
+    assert_eq!(r.value_len, 2);
+    assert_eq!(get(&c, l, "log").await, Some(b"ab".to_vec()));
+    // An old seq is refused, not re-applied.
+    let err = c
+        .kv(l)
+        .await
+        .append(proto::kv::AppendRequest {
+            key: b"log".to_vec().into(),
+            value: b"a".to_vec().into(),
+            client_id,
+            seq: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    assert_eq!(get(&c, l, "log").await, Some(b"ab".to_vec()));
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_down_while_the_log_is_compacted_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start(3).await;
+    for cfg in c.configs.values_mut() {
+        cfg.snapshot_threshold_entries = 20;
+    }
+    // Restart everyone with the small threshold.
+    c.stop_all().await;
+    for id in 1..=3 {
+        c.start_node(id).await;
+    }
+    let l = c.leader().await;
+    let down = (1..=3).find(|&i| i != l).unwrap();
+    c.stop_node(down).await.unwrap();
+    let mut last = 0;
+    for i in 0..120 {
+        last = put(&c, l, &format!("s{i}"), &format!("{i}")).await.index;
+    }
+    // Force a snapshot on the leader too, so its log starts past `down`'s.
+    let snap = c
+        .cluster(l)
+        .await
+        .snapshot(proto::kv::SnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(snap.snapshot_index > 0);
+    let st = c.status(l).await;
+    assert!(st.snapshot_index >= 100, "leader compacted: {st:?}");
+    c.start_node(down).await;
+    wait_applied(&c, down, last).await;
+    let st = c.status(down).await;
+    assert!(
+        st.snapshot_index > 0,
+        "caught up through a snapshot: {st:?}"
+    );
+    for i in 0..120 {
+        assert_eq!(
+            get_local(&c, down, &format!("s{i}")).await,
+            Some(format!("{i}").into_bytes())
+        );
+    }
+    // And it keeps replicating after the snapshot.
+    let idx = put(&c, l, "post", "snapshot").await.index;
+    wait_applied(&c, down, idx).await;
+    assert_eq!(
+        get_local(&c, down, "post").await,
+        Some(b"snapshot".to_vec())
+    );
+    c.stop_all().await;
+}
