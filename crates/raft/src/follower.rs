@@ -50,6 +50,13 @@ impl<S: LogStore> RawNode<S> {
         }
     }
 
+    /// A node started from an empty store: no voters, no learners, no log.
+    /// It must get the configuration from a snapshot before any entry.
+    pub(crate) fn is_blank(&self) -> bool {
+        let conf = self.membership.current();
+        conf.voters.is_empty() && conf.learners.is_empty() && self.log.last_index() == 0
+    }
+
     fn heard_from_leader(&mut self, leader: NodeId) {
         self.leader = Some(leader);
         self.election_elapsed = 0;
@@ -65,6 +72,21 @@ impl<S: LogStore> RawNode<S> {
         entries: &[Entry],
         commit: Index,
     ) -> Result<()> {
+        if self.is_blank() {
+            // We know no configuration yet: entries are changes relative to
+            // a configuration we do not have. Ask for a snapshot first
+            // (conflict index 0 means exactly that).
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse {
+                    reject: true,
+                    index: prev_index,
+                    conflict_term: 0,
+                    conflict_index: 0,
+                },
+            );
+            return Ok(());
+        }
         if prev_index < self.log.commit {
             // Everything up to our commit index matches the leader already.
             let index = self.log.commit;
@@ -118,12 +140,12 @@ impl<S: LogStore> RawNode<S> {
 
     fn handle_install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) -> Result<()> {
         let (index, term) = (snapshot.meta.index, snapshot.meta.term);
-        if index <= self.log.commit {
+        if index <= self.log.commit && !(self.is_blank() && index == self.log.commit) {
             let commit = self.log.commit;
             self.send(from, accept(commit));
             return Ok(());
         }
-        if self.log.match_term(index, term)? {
+        if self.log.match_term(index, term)? && !self.is_blank() {
             // We hold the snapshot's last entry: just commit up to it.
             self.log.commit_to(index);
         } else {

@@ -145,3 +145,83 @@ impl<S: LogStore> RawNode<S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::storage::{LogStore, MemStore};
+    use crate::types::ConfState;
+    use crate::{Config, RawNode};
+
+    fn leader() -> RawNode<MemStore> {
+        let store = MemStore::with_conf(ConfState::with_voters([1]));
+        let mut n = RawNode::new(Config::new(1), store).unwrap();
+        n.campaign().unwrap();
+        n.propose(Bytes::from("a")).unwrap();
+        for _ in 0..3 {
+            if !n.has_ready() {
+                break;
+            }
+            let rd = n.ready();
+            n.store_mut().append(&rd.entries).unwrap();
+            if let Some(hs) = &rd.hard_state {
+                n.store_mut().save_hard_state(hs).unwrap();
+            }
+            n.store_mut().sync().unwrap();
+            n.advance(rd).unwrap();
+        }
+        assert_eq!(n.status().commit, 2);
+        n
+    }
+
+    #[test]
+    fn checker_rejects_known_unsafe_states() {
+        let mut n = leader();
+        assert_eq!(n.check_invariants(), Ok(()));
+
+        let mut bad = leader();
+        bad.log.commit = 9;
+        let e = bad.check_invariants().unwrap_err();
+        assert!(e.contains("beyond last index"), "{e}");
+
+        let mut bad = leader();
+        bad.log.commit = 1;
+        bad.log.applying = 1;
+        bad.log.applied = 1;
+        let e = bad.check_invariants().unwrap_err();
+        assert!(e.contains("commit went back"), "{e}");
+
+        let mut bad = leader();
+        bad.term -= 1;
+        let e = bad.check_invariants().unwrap_err();
+        assert!(e.contains("term went back"), "{e}");
+
+        let mut bad = leader();
+        bad.leader = Some(7);
+        let e = bad.check_invariants().unwrap_err();
+        assert!(
+            e.contains("two leaders") || e.contains("leader thinks"),
+            "{e}"
+        );
+
+        // A committed entry that changes under the node: rewrite entry 2 in
+        // the store behind the core's back.
+        let mut bad = leader();
+        let mut changed = bad.store().entries(2, 3, u64::MAX).unwrap();
+        changed[0].data = Bytes::from("b");
+        bad.store_mut().append(&changed).unwrap();
+        let e = bad.check_invariants().unwrap_err();
+        assert!(e.contains("committed entry 2"), "{e}");
+
+        let mut bad = leader();
+        bad.membership = crate::membership::Membership::new(
+            0,
+            ConfState {
+                voters_outgoing: [1].into_iter().collect(),
+                ..ConfState::with_voters([1])
+            },
+        );
+        assert!(bad.check_invariants().is_err());
+    }
+}

@@ -270,16 +270,7 @@ impl<S: LogStore> RawNode<S> {
         let (Some(prev_term), Some(entries)) = (prev_term, entries) else {
             // "The leader uses a new RPC called InstallSnapshot to send
             // snapshots to followers that are too far behind."
-            let snapshot = self.log.store.snapshot()?;
-            let index = snapshot.meta.index;
-            let tick = self.ticks;
-            if let Some(pr) = self
-                .leader_state_mut()
-                .and_then(|l| l.progress.get_mut(&to))
-            {
-                pr.become_snapshot(index, tick);
-            }
-            self.send(to, MessageBody::InstallSnapshot { snapshot });
+            self.send_snapshot(to)?;
             return Ok(false);
         };
         if entries.is_empty() && !empty_ok && state == ProgressState::Replicate {
@@ -305,6 +296,22 @@ impl<S: LogStore> RawNode<S> {
             },
         );
         Ok(n > 0)
+    }
+
+    /// Sends our latest snapshot to `to` and waits for its answer.
+    fn send_snapshot(&mut self, to: NodeId) -> Result<()> {
+        let snapshot = self.log.store.snapshot()?;
+        let index = snapshot.meta.index;
+        let tick = self.ticks;
+        match self
+            .leader_state_mut()
+            .and_then(|l| l.progress.get_mut(&to))
+        {
+            Some(pr) => pr.become_snapshot(index, tick),
+            None => return Ok(()),
+        }
+        self.send(to, MessageBody::InstallSnapshot { snapshot });
+        Ok(())
     }
 
     pub(crate) fn step_leader(&mut self, m: Message) -> Result<()> {
@@ -385,6 +392,10 @@ impl<S: LogStore> RawNode<S> {
                 }
             }
         }
+        if conflict_index == 0 {
+            // A blank node (no configuration yet) needs a snapshot first.
+            return self.send_snapshot(from);
+        }
         let changed = match self
             .leader_state_mut()
             .and_then(|l| l.progress.get_mut(&from))
@@ -405,15 +416,22 @@ impl<S: LogStore> RawNode<S> {
         else {
             return Ok(());
         };
-        if !pr.maybe_update(index) {
-            return Ok(());
-        }
-        match pr.state {
-            ProgressState::Probe => pr.become_replicate(),
-            ProgressState::Snapshot if pr.match_index >= pr.pending_snapshot => {
-                pr.become_replicate()
+        let updated = pr.maybe_update(index);
+        // A response at our match index also proves where the logs match
+        // (e.g. an empty probe); a stale one (below it) proves nothing.
+        let moved = match pr.state {
+            ProgressState::Probe if index >= pr.match_index => {
+                pr.become_replicate();
+                true
             }
-            _ => {}
+            ProgressState::Snapshot if index >= pr.pending_snapshot => {
+                pr.become_replicate();
+                true
+            }
+            _ => false,
+        };
+        if !updated && !moved {
+            return Ok(());
         }
         self.leader_maybe_commit()?;
         if self.is_leader() {

@@ -65,6 +65,17 @@ impl<S: LogStore> RawNode<S> {
     /// stands; if it is below the store's snapshot, the first Ready carries
     /// that snapshot for the state machine to restore.
     ///
+    /// The cluster's first configuration comes from the store's snapshot
+    /// metadata (e.g. [`MemStore::with_conf`] at index 0). A node that joins
+    /// later starts from an empty store (no configuration, no log): such a
+    /// "blank" node refuses entries, because configuration entries are
+    /// changes relative to a configuration it does not have, and asks the
+    /// leader for its snapshot first (possibly the index-0 snapshot, whose
+    /// data is empty: an empty state machine) — see the
+    /// `learner_add_promote` scenario.
+    ///
+    /// [`MemStore::with_conf`]: crate::MemStore::with_conf
+    ///
     /// # Errors
     /// `Error::Config` for a bad config or an `applied` index beyond the
     /// log; `Error::Storage` if the store cannot be read.
@@ -288,13 +299,16 @@ impl<S: LogStore> RawNode<S> {
             rd.hard_state = Some(hard);
             self.prev_hard = hard;
         }
-        if let Some(s) = self.startup_snapshot.take() {
-            self.log.applying = self.log.applying.max(s.meta.index);
-            rd.snapshot = Some(s);
-        } else if let (Some(s), false) = (&self.log.pending_snapshot, self.log.snapshot_handed) {
+        if let (Some(s), false) = (&self.log.pending_snapshot, self.log.snapshot_handed) {
+            // A snapshot from the leader supersedes the one the state machine
+            // would restore on startup.
+            self.startup_snapshot = None;
             self.log.snapshot_handed = true;
             self.log.applying = self.log.applying.max(s.meta.index);
             rd.snapshot = Some(s.clone());
+        } else if let Some(s) = self.startup_snapshot.take() {
+            self.log.applying = self.log.applying.max(s.meta.index);
+            rd.snapshot = Some(s);
         }
         rd.entries = self.log.entries_to_hand().to_vec();
         if let Some(last) = rd.entries.last() {
