@@ -16,6 +16,11 @@ impl<S: LogStore> RawNode<S> {
                 entries,
                 commit,
             } => {
+                if !well_formed(prev_index, prev_term, &entries, m.term) {
+                    // A peer bug or a corrupted message: never let it into
+                    // the log. The leader retries with a good one.
+                    return Ok(());
+                }
                 self.heard_from_leader(m.from);
                 self.handle_append_entries(m.from, prev_index, prev_term, &entries, commit)
             }
@@ -27,6 +32,9 @@ impl<S: LogStore> RawNode<S> {
                 Ok(())
             }
             MessageBody::InstallSnapshot { snapshot } => {
+                if snapshot.meta.term > m.term || snapshot.meta.conf.voters.is_empty() {
+                    return Ok(());
+                }
                 self.heard_from_leader(m.from);
                 self.handle_install_snapshot(m.from, snapshot)
             }
@@ -156,6 +164,19 @@ impl<S: LogStore> RawNode<S> {
         self.send(from, accept(index));
         Ok(())
     }
+}
+
+/// Entries that follow `prev_index` without holes, with terms that never
+/// decrease, start at `prev_term` or later and are at most the leader's term.
+fn well_formed(prev_index: Index, prev_term: Term, entries: &[Entry], term: Term) -> bool {
+    let mut last_term = prev_term;
+    for (i, e) in entries.iter().enumerate() {
+        if e.index != prev_index + 1 + i as Index || e.term < last_term || e.term > term {
+            return false;
+        }
+        last_term = e.term;
+    }
+    prev_term <= term
 }
 
 fn accept(index: Index) -> MessageBody {

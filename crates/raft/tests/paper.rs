@@ -444,3 +444,19 @@ fn a_restarted_node_hands_out_committed_entries_after_its_applied_index() {
     };
     assert!(matches!(RawNode::new(bad, store), Err(Error::Config(_))));
 }
+
+#[test]
+fn malformed_append_entries_from_a_peer_are_ignored() {
+    let mut n = follower_with_log();
+    // A hole (entry 5 after prev 3), and a term above the leader's.
+    n.step(msg(1, 2, 2, append(2, (3, 2), vec![ent(5, 2)], 0)))
+        .unwrap();
+    n.step(msg(1, 2, 2, append(2, (3, 2), vec![ent(4, 9)], 0)))
+        .unwrap();
+    n.step(msg(1, 2, 2, append(2, (3, 2), vec![ent(4, 1)], 0)))
+        .unwrap();
+    let h = handle(&mut n);
+    assert!(h.entries.is_empty());
+    assert!(h.persisted_messages.is_empty());
+    assert_eq!(n.status().last_index, 3);
+}
