@@ -73,7 +73,6 @@ pub(crate) struct Loc {
 }
 
 /// The Raft log, hard state and snapshot on disk. See the crate docs.
-#[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
     opts: Options,
@@ -114,6 +113,27 @@ pub struct Wal {
     #[cfg(test)]
     fail_next_sync: bool,
 }
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments.len())
+            .field("snapshot_index", &self.snap.index)
+            .field("last_index", &self.last_index())
+            .field("durable_index", &self.durable_index())
+            .field("buffered_bytes", &self.buf.len())
+            .field("poisoned", &self.poison.get())
+            .finish()
+    }
+}
+
+// The server moves the WAL and its sync handles between threads.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Wal>();
+    send::<SyncHandle>();
+};
 
 impl Drop for Wal {
     fn drop(&mut self) {
