@@ -172,8 +172,9 @@
 //!    entry (their copy is dead space in the output).
 //! 6. Delete the inputs (views keep their open handles), then the manifest.
 //!
-//! Readers never wait for the copying; writers wait only while a rotation
-//! or the keydir switch holds a lock.
+//! Neither readers nor writers wait for the copying or the fsyncs; the
+//! keydir switch takes the write lock for at most
+//! [`limits::merge_switch_keys_max`] keys at a time.
 //!
 //! ## Space accounting
 //!

@@ -34,6 +34,11 @@ pub const file_size_default: u64 = 256 * 1024 * 1024;
 /// beyond that waits for the oldest.
 pub const hint_threads_max: usize = 4;
 
+/// The most keydir entries a merge switches over per hold of the write
+/// lock (a few hundred microseconds), so reads and writes are not held up
+/// for the whole switch.
+pub const merge_switch_keys_max: usize = 4096;
+
 // Every offset in a data file fits in the keydir's `u32`.
 const _: () = assert!(file_size_max + batch_size_max as u64 <= u32::MAX as u64);
 // One record of maximal size fits in a batch.

@@ -11,6 +11,7 @@ use crate::bitcask::{Bitcask, Entry, MergeStats};
 use crate::error::{Error, IoContext, Result};
 use crate::file::{self, DataFile, RecordReader};
 use crate::format::{self, HintEntry, FLAG_TOMBSTONE};
+use crate::limits;
 use crate::recovery::{finish_merge, MANIFEST};
 
 /// A merge output file being written.
@@ -214,14 +215,20 @@ fn switch_over(
     )?;
     // 3. Switch the keydir: only entries still pointing at the copied record
     //    move; a key written or deleted during the merge keeps its newer
-    //    entry, and its copy is dead space in the output.
+    //    entry, and its copy is dead space in the output. The write lock is
+    //    taken per chunk of keys, so reads and writes go on in between: the
+    //    outputs are in the file map before any entry points at them, and
+    //    the inputs stay in it until none does.
     {
         let mut s = db.write_state()?;
         for (f, len) in &new_files {
             s.files.insert(f.id, f.clone());
             s.space.insert(f.id, (*len, 0));
         }
-        for m in &moved {
+    }
+    for chunk in moved.chunks(limits::merge_switch_keys_max) {
+        let mut s = db.write_state()?;
+        for m in chunk {
             let Some(e) = s.keydir.get_mut(&m.key[..]) else {
                 continue;
             };
@@ -231,6 +238,9 @@ fn switch_over(
                 s.add_live(m.to.file, len);
             }
         }
+    }
+    {
+        let mut s = db.write_state()?;
         for id in &replaced {
             s.files.remove(id);
             s.space.remove(id);

@@ -7,7 +7,7 @@ use std::fs;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use bitcask::{Bitcask, Engine, Error, Op, Options};
+use bitcask::{Bitcask, Engine, Error, Op, Options, View};
 use bytes::Bytes;
 
 type Model = BTreeMap<Bytes, Bytes>;
@@ -188,9 +188,12 @@ fn merge_reclaims_dead_space() {
 
 #[test]
 fn merge_runs_while_writes_and_reads_go_on() {
+    // More keys than one chunk of the keydir switch.
+    const KEYS: u32 = bitcask::limits::merge_switch_keys_max as u32 + 1000;
+    const ROUNDS: u32 = 6;
     let dir = tempfile::tempdir().unwrap();
     let db = Bitcask::open(dir.path(), opts(8192)).unwrap();
-    for k in 0..300u32 {
+    for k in 0..KEYS {
         db.put(&k.to_be_bytes(), &k.to_le_bytes()).unwrap();
     }
     std::thread::scope(|s| {
@@ -200,27 +203,42 @@ fn merge_runs_while_writes_and_reads_go_on() {
             }
         });
         s.spawn(|| {
-            for round in 1..=20u32 {
-                for k in (0..300u32).step_by(7) {
-                    db.put(&k.to_be_bytes(), &(k + round * 1000).to_le_bytes())
+            for round in 1..=ROUNDS {
+                for k in (0..KEYS).step_by(7) {
+                    db.put(&k.to_be_bytes(), &(k + round * 10_000).to_le_bytes())
                         .unwrap();
                 }
             }
         });
         s.spawn(|| {
-            for _ in 0..20 {
-                for k in 0..300u32 {
+            // Views taken while merges run read whole and consistent.
+            for _ in 0..3 {
+                let view = db.view().unwrap();
+                let mut n = 0;
+                for pair in view.iter() {
+                    let (k, v) = pair.unwrap();
+                    let k = u32::from_be_bytes(k[..].try_into().unwrap());
+                    let v = u32::from_le_bytes(v[..].try_into().unwrap());
+                    assert_eq!(v % 10_000, k);
+                    n += 1;
+                }
+                assert_eq!(n, KEYS);
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..4 {
+                for k in 0..KEYS {
                     let v = db.get(&k.to_be_bytes()).unwrap().unwrap();
                     let v = u32::from_le_bytes(v[..].try_into().unwrap());
-                    assert_eq!(v % 1000, k);
+                    assert_eq!(v % 10_000, k);
                 }
             }
         });
     });
     db.merge().unwrap();
     let check = |db: &Bitcask| {
-        for k in 0..300u32 {
-            let want = if k % 7 == 0 { k + 20_000 } else { k };
+        for k in 0..KEYS {
+            let want = if k % 7 == 0 { k + ROUNDS * 10_000 } else { k };
             assert_eq!(
                 db.get(&k.to_be_bytes()).unwrap(),
                 Some(Bytes::copy_from_slice(&want.to_le_bytes()))
