@@ -42,6 +42,9 @@ struct Checker {
     /// index -> (term, data, the highest term any node had when it was first
     /// applied: the entry was committed in that term or earlier).
     applied: BTreeMap<u64, (u64, Bytes, u64)>,
+    /// Reads asked for: ctx -> the highest commit index of any node then.
+    reads: BTreeMap<u64, u64>,
+    reads_served: u64,
 }
 
 impl Checker {
@@ -66,6 +69,17 @@ impl Checker {
                         self.applied.insert(index, (term, data, max_term));
                     }
                 }
+            }
+            // Linearizable reads: a read must see every write acknowledged
+            // before it was asked, i.e. everything committed anywhere then.
+            for (ctx, index) in n.read_log.drain(..) {
+                let floor = self.reads.get(&ctx).copied().unwrap_or(0);
+                if index < floor {
+                    return Err(format!(
+                        "node {id} served read {ctx} at index {index}, but {floor} was committed when it was asked"
+                    ));
+                }
+                self.reads_served += 1;
             }
             let s = n.raw.status();
             if s.role == Role::Leader {
@@ -106,9 +120,11 @@ fn run(seed: u64, steps: usize) -> Result<(), String> {
     let mut rng = Rng(seed);
     let n = if rng.chance(50) { 3 } else { 5 };
     let voters: Vec<NodeId> = (1..=n).collect();
+    let check_quorum = rng.chance(50);
     let template = Config {
         pre_vote: rng.chance(50),
-        check_quorum: rng.chance(50),
+        check_quorum,
+        lease_read: check_quorum && rng.chance(50),
         entries_per_append_max: 1 + rng.below(4) as usize,
         inflight_appends_max: 1 + rng.below(4) as usize,
         seed,
@@ -223,8 +239,16 @@ fn run(seed: u64, steps: usize) -> Result<(), String> {
                 }
             }
             96..=97 => {
-                if let Some(l) = c.leader() {
-                    let _ = c.node(l)?.raw.read_index(step as u64);
+                // A read on any node that is up (followers forward it).
+                if !c.nodes[&pick].down {
+                    let floor = c
+                        .nodes
+                        .values()
+                        .map(|n| n.raw.status().commit)
+                        .max()
+                        .unwrap_or(0);
+                    checker.reads.insert(step as u64, floor);
+                    let _ = c.node(pick)?.raw.read_index(step as u64);
                 }
             }
             _ => {
@@ -291,8 +315,9 @@ fn run(seed: u64, steps: usize) -> Result<(), String> {
     }
     if std::env::var("RAFT_FUZZ_VERBOSE").is_ok() {
         eprintln!(
-            "seed {seed}: {} nodes, {with_leader} steps with a leader, {proposed} proposed, {} entries applied, {} terms with a leader",
+            "seed {seed}: {} nodes, {with_leader} steps with a leader, {proposed} proposed, {} reads served, {} entries applied, {} terms with a leader",
             c.nodes.len(),
+            checker.reads_served,
             checker.applied.len(),
             checker.leaders.len()
         );

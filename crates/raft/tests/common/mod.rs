@@ -30,6 +30,8 @@ pub struct TestNode {
     pub soft: SoftState,
     /// Every entry applied since the last drain: (index, term, data).
     pub applied_log: Vec<(Index, u64, Bytes)>,
+    /// Every read served since the last drain: (ctx, read index).
+    pub read_log: Vec<(u64, Index)>,
 }
 
 pub struct Cluster {
@@ -110,6 +112,7 @@ impl Cluster {
                     leader: None,
                 },
                 applied_log: Vec::new(),
+                read_log: Vec::new(),
             },
         );
     }
@@ -225,8 +228,10 @@ impl Cluster {
         }
         node.reads.extend(rd.read_states.iter().copied());
         let applied = node.applied;
+        let mut served = Vec::new();
         node.reads.retain(|r| {
             if r.index <= applied {
+                served.push((r.ctx, r.index));
                 writeln!(out, "{id}: read ctx={} served at index {}", r.ctx, r.index).unwrap();
                 false
             } else {
@@ -234,6 +239,7 @@ impl Cluster {
                 true
             }
         });
+        node.read_log.extend(served);
         // 6. Advance.
         node.raw.advance(rd).map_err(|e| e.to_string())?;
         for m in persisted {
