@@ -1,0 +1,223 @@
+//! `status`, `members ...`, `transfer-leader`, `snapshot`: the cluster.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use client::pb::{Member, MembersResponse};
+
+use crate::exit::CliError;
+use crate::output::{
+    error_json, header_json, member_json, print_json, role_name, status_json, table,
+};
+use crate::ClientOpts;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    #[command(subcommand)]
+    pub action: Option<MembersAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersAction {
+    /// Add a node as a learner (it catches up, but does not vote).
+    AddLearner { id: u64, addr: String },
+    /// Make a learner a voter.
+    Promote { id: u64 },
+    /// Remove a member (the leader too).
+    Remove { id: u64 },
+}
+
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// The voter to hand leadership to.
+    pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// Only this node (`host:port`); default: every node.
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+pub async fn status(a: StatusArgs) -> Result<(), CliError> {
+    let c = a.opts.client()?;
+    let nodes = c.status_all().await?;
+    if a.opts.json {
+        let list: Vec<_> = nodes
+            .iter()
+            .map(|n| match &n.status {
+                Ok(s) => status_json(&n.addr, s),
+                Err(e) => error_json(&n.addr, e),
+            })
+            .collect();
+        print_json(&json!({ "nodes": list }));
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    let mut down = Vec::new();
+    for n in &nodes {
+        match &n.status {
+            Ok(s) => rows.push(vec![
+                s.id.to_string(),
+                n.addr.clone(),
+                role_name(s.role).to_string(),
+                s.term.to_string(),
+                if s.leader_id == 0 {
+                    "-".to_string()
+                } else {
+                    s.leader_id.to_string()
+                },
+                s.commit_index.to_string(),
+                s.applied_index.to_string(),
+                s.last_log_index.to_string(),
+                s.snapshot_index.to_string(),
+            ]),
+            Err(e) => {
+                rows.push(vec![
+                    "?".into(),
+                    n.addr.clone(),
+                    "down".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+                down.push(format!("{}: {e}", n.addr));
+            }
+        }
+    }
+    println!(
+        "{}",
+        table(
+            &["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAPSHOT"],
+            &rows
+        )
+    );
+    for d in down {
+        eprintln!("unreachable: {d}");
+    }
+    Ok(())
+}
+
+fn print_members(r: &MembersResponse, json_out: bool) {
+    if json_out {
+        print_json(&json!({
+            "header": header_json(&r.header),
+            "members": r.members.iter().map(member_json).collect::<Vec<_>>(),
+            "index": r.index,
+        }));
+        return;
+    }
+    let leader = r.header.as_ref().map_or(0, |h| h.leader_id);
+    let rows: Vec<Vec<String>> = r
+        .members
+        .iter()
+        .map(|m: &Member| {
+            vec![
+                m.id.to_string(),
+                m.addr.clone(),
+                match (m.learner, m.id == leader) {
+                    (true, _) => "learner".to_string(),
+                    (false, true) => "voter (leader)".to_string(),
+                    (false, false) => "voter".to_string(),
+                },
+            ]
+        })
+        .collect();
+    println!("{}", table(&["ID", "ADDRESS", "ROLE"], &rows));
+    if r.index != 0 {
+        eprintln!("(configuration applied at index {})", r.index);
+    }
+}
+
+pub async fn members(a: MembersArgs) -> Result<(), CliError> {
+    let c = a.opts.client()?;
+    let r = match a.action {
+        None => c.members().await?,
+        Some(MembersAction::AddLearner { id, addr }) => {
+            if id == 0 {
+                return Err(CliError::BadInput("node id 0 is reserved".to_string()));
+            }
+            c.add_learner(id, &addr).await?
+        }
+        Some(MembersAction::Promote { id }) => c.promote(id).await?,
+        Some(MembersAction::Remove { id }) => c.remove(id).await?,
+    };
+    print_members(&r, a.opts.json);
+    Ok(())
+}
+
+pub async fn transfer_leader(a: TransferArgs) -> Result<(), CliError> {
+    let c = a.opts.client()?;
+    let r = c.transfer_leader(a.id).await?;
+    if a.opts.json {
+        print_json(&json!({"header": header_json(&r.header), "leader_id": r.leader_id}));
+    } else {
+        println!("node {} leads", r.leader_id);
+    }
+    Ok(())
+}
+
+pub async fn snapshot(a: SnapshotArgs) -> Result<(), CliError> {
+    let c = a.opts.client()?;
+    let addrs: Vec<String> = match &a.node {
+        Some(n) => vec![n.clone()],
+        None => c.status_all().await?.into_iter().map(|n| n.addr).collect(),
+    };
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for addr in addrs {
+        let r = c.snapshot_of(&addr).await;
+        if r.is_err() {
+            failed += 1;
+        }
+        results.push((addr, r));
+    }
+    if a.opts.json {
+        let list: Vec<_> = results
+            .iter()
+            .map(|(addr, r)| match r {
+                Ok(s) => json!({
+                    "addr": addr,
+                    "ok": true,
+                    "snapshot_index": s.snapshot_index,
+                    "snapshot_term": s.snapshot_term,
+                }),
+                Err(e) => error_json(addr, e),
+            })
+            .collect();
+        print_json(&json!({ "nodes": list }));
+    } else {
+        for (addr, r) in &results {
+            match r {
+                Ok(s) => println!(
+                    "{addr}: snapshot at index {} (term {})",
+                    s.snapshot_index, s.snapshot_term
+                ),
+                Err(e) => println!("{addr}: failed: {e}"),
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::Failed(format!(
+            "{failed} of {} node(s) did not snapshot",
+            results.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! `raftkv dev`: a local cluster in one command.
+//!
+//! Spawns N child processes of this same binary (`raftkv server --id i
+//! ...`), node i listening on `127.0.0.1:<base-port + i - 1>` with its data
+//! in `<data-dir>/node-<i>` and its log in `<data-dir>/node-<i>.log`; waits
+//! for a leader; prints the endpoints and example commands; then waits for
+//! Ctrl-C (SIGINT) or SIGTERM and stops every node with SIGTERM, waiting
+//! for each (SIGKILL after a grace period). A node that dies meanwhile (say,
+//! killed to try failover) is reported and left down.
+//!
+//! Without `--data-dir` the data lives in a fresh temporary directory that
+//! is deleted on a clean stop; with `--data-dir` it is kept, and running
+//! `raftkv dev` again with the same directory and node count restarts the
+//! same cluster with its data.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::process::{Child, Command};
+
+use crate::exit::CliError;
+use crate::output::role_name;
+
+/// Most nodes `raftkv dev` starts.
+pub const DEV_NODES_MAX: u16 = 9;
+/// How long a node gets to stop after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long to wait for the first leader.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=DEV_NODES_MAX as i64))]
+    pub nodes: u16,
+    /// Where the nodes keep their data (kept); default: a temporary
+    /// directory, deleted on exit.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Node i listens on BASE_PORT + i - 1.
+    #[arg(long, default_value_t = 7001, value_parser = clap::value_parser!(u16).range(1..))]
+    pub base_port: u16,
+    /// Milliseconds per Raft tick (the nodes' default if not given).
+    #[arg(long, value_name = "MS")]
+    pub tick_ms: Option<u64>,
+}
+
+struct Node {
+    id: u64,
+    addr: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Child,
+    running: bool,
+}
+
+/// Sends `signal` to process `pid`.
+fn send_signal(pid: u32, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is that of
+    // our own child, still unreaped (so it cannot have been reused).
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+fn spawn_node(
+    exe: &Path,
+    id: u64,
+    addr: &str,
+    peers: &str,
+    data_dir: &Path,
+    log: &Path,
+    tick_ms: Option<u64>,
+) -> Result<Child, CliError> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| CliError::Failed(format!("cannot open {}: {e}", log.display())))?;
+    let log_err = log_file
+        .try_clone()
+        .map_err(|e| CliError::Failed(format!("cannot open {}: {e}", log.display())))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("server")
+        .arg("--id")
+        .arg(id.to_string())
+        .arg("--listen")
+        .arg(addr)
+        .arg("--peers")
+        .arg(peers)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_file))
+        .stderr(Stdio::from(log_err))
+        .kill_on_drop(true);
+    if let Some(t) = tick_ms {
+        cmd.arg("--tick-ms").arg(t.to_string());
+    }
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes one async-signal-safe system call (prctl): the node gets
+    // SIGTERM if this dev process dies without stopping it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| CliError::Failed(format!("cannot start node {id}: {e}")))
+}
+
+/// The last lines of a node's log, for an error message.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(5);
+    lines[start..].join("\n    ")
+}
+
+pub async fn run(a: DevArgs) -> Result<(), CliError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Failed(format!("cannot find this executable: {e}")))?;
+    let (root, temporary) = match &a.data_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("raftkv-dev-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&root)
+        .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", root.display())))?;
+    let last_port = u32::from(a.base_port) + u32::from(a.nodes) - 1;
+    if last_port > u32::from(u16::MAX) {
+        return Err(CliError::BadInput(format!(
+            "ports {}..={last_port} do not fit",
+            a.base_port
+        )));
+    }
+    let addrs: Vec<String> = (0..a.nodes)
+        .map(|i| format!("127.0.0.1:{}", a.base_port + i))
+        .collect();
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let data_dir = root.join(format!("node-{id}"));
+        let log = root.join(format!("node-{id}.log"));
+        match spawn_node(&exe, id, addr, &peers, &data_dir, &log, a.tick_ms) {
+            Ok(child) => nodes.push(Node {
+                id,
+                addr: addr.clone(),
+                data_dir,
+                log,
+                child,
+                running: true,
+            }),
+            Err(e) => {
+                stop_all(&mut nodes).await;
+                return Err(e);
+            }
+        }
+    }
+
+    let client = client::Client::connect(
+        addrs.clone(),
+        client::ClientConfig {
+            deadline: Duration::from_secs(2),
+            ..client::ClientConfig::default()
+        },
+    )?;
+    let shutdown = crate::server_cmd::shutdown_signal();
+    tokio::pin!(shutdown);
+    let started = tokio::time::Instant::now();
+    let mut leader = None;
+    // Wait for a leader, or for a node to die, or for Ctrl-C.
+    loop {
+        if let Some(dead) = reap(&mut nodes) {
+            stop_all(&mut nodes).await;
+            return Err(CliError::Failed(dead));
+        }
+        for n in &nodes {
+            if let Ok(s) = client.status_of(&n.addr).await {
+                if role_name(s.role) == "leader" {
+                    leader = Some(s.id);
+                }
+            }
+        }
+        if leader.is_some() || started.elapsed() > LEADER_WAIT {
+            break;
+        }
+        tokio::select! {
+            _ = &mut shutdown => {
+                stop_all(&mut nodes).await;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    print_banner(&a, &root, temporary, &nodes, &addrs, leader);
+
+    // Run until Ctrl-C, reporting nodes that die.
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Some(dead) = reap(&mut nodes) {
+                    eprintln!("{dead}");
+                }
+            }
+        }
+    }
+    eprintln!("stopping {} node(s)...", nodes.len());
+    stop_all(&mut nodes).await;
+    if temporary {
+        if let Err(e) = std::fs::remove_dir_all(&root) {
+            eprintln!("could not delete {}: {e}", root.display());
+        }
+    }
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Notices a node that exited; returns a message naming it.
+fn reap(nodes: &mut [Node]) -> Option<String> {
+    for n in nodes.iter_mut().filter(|n| n.running) {
+        if let Ok(Some(status)) = n.child.try_wait() {
+            n.running = false;
+            return Some(format!(
+                "node {} ({}) exited: {status}; its log ({}) ends with:\n    {}",
+                n.id,
+                n.addr,
+                n.log.display(),
+                log_tail(&n.log)
+            ));
+        }
+    }
+    None
+}
+
+/// SIGTERM to every running node, then wait for each (SIGKILL after
+/// [`STOP_GRACE`]).
+async fn stop_all(nodes: &mut [Node]) {
+    for n in nodes.iter().filter(|n| n.running) {
+        if let Some(pid) = n.child.id() {
+            send_signal(pid, libc::SIGTERM);
+        }
+    }
+    for n in nodes.iter_mut().filter(|n| n.running) {
+        match tokio::time::timeout(STOP_GRACE, n.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!(
+                    "node {} did not stop within {STOP_GRACE:?}: killing it",
+                    n.id
+                );
+                let _ = n.child.start_kill();
+                let _ = n.child.wait().await;
+            }
+        }
+        n.running = false;
+    }
+}
+
+fn print_banner(
+    a: &DevArgs,
+    root: &Path,
+    temporary: bool,
+    nodes: &[Node],
+    addrs: &[String],
+    leader: Option<u64>,
+) {
+    match leader {
+        Some(l) => println!("raftkv dev: {} node(s) up; node {l} leads.", nodes.len()),
+        None => println!(
+            "raftkv dev: {} node(s) started, no leader yet (see the logs).",
+            nodes.len()
+        ),
+    }
+    println!();
+    for n in nodes {
+        println!(
+            "  node {}  {}  pid {}  data {}  log {}",
+            n.id,
+            n.addr,
+            n.child.id().map_or("-".to_string(), |p| p.to_string()),
+            n.data_dir.display(),
+            n.log.display()
+        );
+    }
+    println!();
+    let endpoints = addrs.join(",");
+    if endpoints != crate::DEFAULT_ENDPOINTS {
+        println!("Point the client commands at this cluster first:");
+        println!("  export RAFTKV_ENDPOINTS={endpoints}");
+        println!();
+    }
+    println!("Try, in another terminal:");
+    println!("  raftkv put greeting hello");
+    println!("  raftkv get greeting");
+    println!("  raftkv status");
+    println!("  kill -9 <pid of the leader>   # then: raftkv status, raftkv get greeting");
+    println!("  raftkv bench put --clients 64 --ops 20000");
+    println!();
+    if temporary {
+        println!(
+            "Data in {} (deleted on exit; use --data-dir to keep it).",
+            root.display()
+        );
+    } else {
+        println!("Data in {} (kept).", root.display());
+    }
+    let _ = a;
+    println!("Ctrl-C stops the cluster.");
+}

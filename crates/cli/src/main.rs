@@ -1,0 +1,284 @@
+//! `raftkv`: one binary for everything a user runs.
+//!
+//! - `raftkv server ...` runs one node (flags, or `--config FILE.toml` with
+//!   flags overriding the file).
+//! - `raftkv dev` starts a local cluster of N nodes (child processes of this
+//!   same binary) and stops them on Ctrl-C.
+//! - `raftkv put | get | del | append | scan | cas | status | members |
+//!   transfer-leader | snapshot` talk to a cluster through the `client`
+//!   library; `--endpoints` defaults to the dev cluster's.
+//! - `raftkv bench put|get|mixed` is the load generator.
+//!
+//! Output is for people by default and JSON with `--json` (one document on
+//! stdout). Errors are one line on stderr, `error: ...`, and the exit code
+//! says what happened (see [`exit`]).
+
+mod bench;
+mod cluster_cmd;
+mod dev;
+mod exit;
+mod kv_cmd;
+mod output;
+mod server_cmd;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::CliError;
+
+/// The dev cluster's client endpoints, the default `--endpoints`.
+pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+
+/// raftkv: a distributed, strongly consistent key-value store built on Raft.
+#[derive(Debug, Parser)]
+#[command(name = "raftkv", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every command that talks to a cluster.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// The cluster's client addresses (any subset of the nodes), comma
+    /// separated.
+    #[arg(long, env = "RAFTKV_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Give up after this many seconds (retries and leader changes
+    /// included).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node of a cluster.
+    Server(server_cmd::ServerArgs),
+    /// Start a local cluster (N nodes on this machine) until Ctrl-C.
+    Dev(dev::DevArgs),
+    /// Set a key.
+    Put(kv_cmd::PutArgs),
+    /// Read a key (exit code 3 when it does not exist).
+    Get(kv_cmd::GetArgs),
+    /// Delete a key, or every key with a prefix.
+    Del(kv_cmd::DelArgs),
+    /// Append to a key's value.
+    Append(kv_cmd::AppendArgs),
+    /// List keys by prefix or range.
+    Scan(kv_cmd::ScanArgs),
+    /// Compare-and-swap: set KEY to NEW if its value is EXPECTED (exit code
+    /// 4 when it is not).
+    Cas(kv_cmd::CasArgs),
+    /// Show every node's status.
+    Status(cluster_cmd::StatusArgs),
+    /// Show or change the cluster's members.
+    Members(cluster_cmd::MembersArgs),
+    /// Hand leadership to another voter.
+    TransferLeader(cluster_cmd::TransferArgs),
+    /// Make nodes snapshot their state and compact their logs.
+    Snapshot(cluster_cmd::SnapshotArgs),
+    /// Load-generate against a cluster and report throughput and latency.
+    Bench(bench::BenchArgs),
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(v > 0.0 && v <= 3600.0) {
+        return Err(format!("{v} is not within (0, 3600] seconds"));
+    }
+    Ok(v)
+}
+
+impl ClientOpts {
+    /// A client of the given endpoints with the given deadline.
+    pub fn client(&self) -> Result<client::Client, CliError> {
+        let config = client::ClientConfig {
+            deadline: Duration::from_secs_f64(self.timeout),
+            ..client::ClientConfig::default()
+        };
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        Ok(client::Client::connect(endpoints, config)?)
+    }
+}
+
+fn init_logs(default: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialization (tests) fails harmlessly.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(exit::FAILURE);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            e.report();
+            std::process::ExitCode::from(e.code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Server(args) => {
+            init_logs(&args.log_level, args.log_json);
+            server_cmd::run(args).await
+        }
+        Command::Dev(args) => {
+            init_logs("warn", false);
+            dev::run(args).await
+        }
+        command => {
+            init_logs("error", false);
+            match command {
+                Command::Put(a) => kv_cmd::put(a).await,
+                Command::Get(a) => kv_cmd::get(a).await,
+                Command::Del(a) => kv_cmd::del(a).await,
+                Command::Append(a) => kv_cmd::append(a).await,
+                Command::Scan(a) => kv_cmd::scan(a).await,
+                Command::Cas(a) => kv_cmd::cas(a).await,
+                Command::Status(a) => cluster_cmd::status(a).await,
+                Command::Members(a) => cluster_cmd::members(a).await,
+                Command::TransferLeader(a) => cluster_cmd::transfer_leader(a).await,
+                Command::Snapshot(a) => cluster_cmd::snapshot(a).await,
+                Command::Bench(a) => bench::run(a).await,
+                Command::Server(_) | Command::Dev(_) => Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("raftkv").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_commands_default_to_the_dev_cluster() {
+        let cli = parse(&["get", "k"]).map_err(|e| e.to_string());
+        let Ok(Cli {
+            command: Command::Get(a),
+        }) = cli
+        else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(
+            a.opts.endpoints,
+            vec!["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+        );
+        assert!(!a.opts.json && !a.serializable);
+        assert_eq!(a.key, "k");
+    }
+
+    #[test]
+    fn flags_parse_into_their_commands() {
+        let Ok(Cli {
+            command: Command::Put(p),
+        }) = parse(&["put", "--endpoints", "h:1,h:2", "--json", "k", "v"])
+        else {
+            panic!("put");
+        };
+        assert_eq!(p.opts.endpoints, vec!["h:1", "h:2"]);
+        assert!(p.opts.json);
+        assert_eq!((p.key.as_str(), p.value.as_str()), ("k", "v"));
+
+        let Ok(Cli {
+            command: Command::Scan(s),
+        }) = parse(&["scan", "--from", "a", "--to", "b", "--limit", "5"])
+        else {
+            panic!("scan");
+        };
+        assert_eq!(s.from.as_deref(), Some("a"));
+        assert_eq!(s.to.as_deref(), Some("b"));
+        assert_eq!(s.limit, 5);
+
+        let Ok(Cli {
+            command: Command::Cas(c),
+        }) = parse(&["cas", "k", "--expect-absent", "new"])
+        else {
+            panic!("cas");
+        };
+        assert!(c.expect_absent && c.new.is_none());
+        assert_eq!(c.new_or_expected(), Some("new"));
+
+        let Ok(Cli {
+            command: Command::Bench(b),
+        }) = parse(&[
+            "bench",
+            "mixed",
+            "--clients",
+            "8",
+            "--ops",
+            "100",
+            "--value-size",
+            "64",
+            "--keys",
+            "10",
+        ])
+        else {
+            panic!("bench");
+        };
+        assert_eq!((b.clients, b.ops, b.value_size, b.keys), (8, 100, 64, 10));
+
+        let Ok(Cli {
+            command: Command::Members(m),
+        }) = parse(&["members", "add-learner", "4", "127.0.0.1:7004"])
+        else {
+            panic!("members");
+        };
+        assert!(matches!(
+            m.action,
+            Some(cluster_cmd::MembersAction::AddLearner { id: 4, ref addr }) if addr == "127.0.0.1:7004"
+        ));
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        assert!(parse(&["put", "k"]).is_err());
+        assert!(parse(&["get", "k", "--timeout", "0"]).is_err());
+        assert!(parse(&["scan", "--prefix", "p", "--from", "a"]).is_err());
+        assert!(parse(&["cas", "k", "old", "new", "--expect-absent"]).is_err());
+        assert!(parse(&["bench", "put", "--clients", "0"]).is_err());
+        assert!(parse(&["members", "promote", "x"]).is_err());
+        assert!(parse(&["dev", "--nodes", "0"]).is_err());
+    }
+}

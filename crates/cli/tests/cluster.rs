@@ -1,0 +1,485 @@
+//! Real clusters of `raftkv server` processes on loopback, each test on its
+//! own free ports and temporary directories, driven through the client
+//! library and the `raftkv` binary.
+//!
+//! Timing: nodes tick every 20 ms with an election timeout of 10-20 ticks
+//! (200-400 ms), so "a few election timeouts" is a couple of seconds even on
+//! a loaded machine.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use client::{Client, ClientConfig, ReadMode};
+
+const RAFTKV: &str = env!("CARGO_BIN_EXE_raftkv");
+const TICK_MS: u64 = 20;
+const ELECTION_TICKS_MIN: u64 = 10;
+const ELECTION_TICKS_MAX: u64 = 20;
+
+struct Node {
+    id: u64,
+    addr: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+    peers: String,
+    extra_args: Vec<String>,
+}
+
+/// `n` distinct free loopback ports (held open together, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l,
+            Err(e) => panic!("bind: {e}"),
+        })
+        .collect();
+    listeners
+        .iter()
+        .map(|l| match l.local_addr() {
+            Ok(a) => a.port(),
+            Err(e) => panic!("{e}"),
+        })
+        .collect()
+}
+
+impl Cluster {
+    fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("tempdir: {e}"),
+        };
+        let ports = free_ports(n);
+        let nodes: Vec<Node> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| Node {
+                id: i as u64 + 1,
+                addr: format!("127.0.0.1:{port}"),
+                data_dir: dir.path().join(format!("node-{}", i + 1)),
+                log: dir.path().join(format!("node-{}.log", i + 1)),
+                child: None,
+            })
+            .collect();
+        let peers = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            dir,
+            nodes,
+            peers,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let log = match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+        {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let log_err = match log.try_clone() {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let child = Command::new(RAFTKV)
+            .args([
+                "server",
+                "--id",
+                &node.id.to_string(),
+                "--listen",
+                &node.addr,
+            ])
+            .args(["--peers", &self.peers])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--tick-ms", &TICK_MS.to_string()])
+            .args(["--election-ticks-min", &ELECTION_TICKS_MIN.to_string()])
+            .args(["--election-ticks-max", &ELECTION_TICKS_MAX.to_string()])
+            .args(["--heartbeat-ticks", "2"])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn();
+        match child {
+            Ok(c) => self.nodes[i].child = Some(c),
+            Err(e) => panic!("spawn node {}: {e}", node.id),
+        }
+    }
+
+    /// SIGKILL node i and reap it.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM node i and wait for it to exit (SIGKILL after 10 s).
+    fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+                // SAFETY: kill(2) has no memory-safety preconditions; the pid
+                // is our unreaped child's.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            let t0 = Instant::now();
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if t0.elapsed() > Duration::from_secs(10) => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        panic!("node {} ignored SIGTERM", self.nodes[i].id);
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    fn client(&self) -> Client {
+        self.client_of(self.endpoints())
+    }
+
+    fn client_of(&self, endpoints: Vec<String>) -> Client {
+        let config = ClientConfig {
+            deadline: Duration::from_secs(10),
+            ..ClientConfig::default()
+        };
+        match Client::connect(endpoints, config) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Waits until a node reports itself leader; returns its index in
+    /// `nodes`.
+    async fn wait_leader(&self, within: Duration) -> usize {
+        let c = self.client();
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.child.is_none() {
+                    continue;
+                }
+                if let Ok(s) = c.status_of(&n.addr).await {
+                    if s.role == client::Role::Leader as i32 {
+                        return i;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no leader within {within:?}\n{}", self.logs());
+    }
+
+    /// Runs the `raftkv` binary against this cluster.
+    fn raftkv(&self, args: &[&str]) -> Output {
+        let endpoints = self.endpoints().join(",");
+        match Command::new(RAFTKV)
+            .args(args)
+            .args(["--endpoints", &endpoints, "--timeout", "10"])
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) => panic!("run raftkv: {e}"),
+        }
+    }
+
+    /// The tails of every node's log, for failure messages.
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n  ");
+            s.push_str(&format!("--- node {} ({}):\n  {tail}\n", n.id, n.addr));
+        }
+        s
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        let _ = &self.dir;
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    match serde_json::from_slice(&o.stdout) {
+        Ok(v) => v,
+        Err(e) => panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the server runtime"]
+async fn three_nodes_take_writes_through_any_node_and_read_them_back() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    // A client that knows only node i writes through it.
+    for (i, addr) in cluster.endpoints().into_iter().enumerate() {
+        let c = cluster.client_of(vec![addr]);
+        let r = c.put(format!("k{i}"), format!("v{i}")).await;
+        assert!(
+            r.is_ok(),
+            "put through node {}: {r:?}\n{}",
+            i + 1,
+            cluster.logs()
+        );
+    }
+    // Linearizable reads through every node see every write.
+    for addr in cluster.endpoints() {
+        let c = cluster.client_of(vec![addr.clone()]);
+        for i in 0..3 {
+            let got = c.get(format!("k{i}")).await;
+            let value = got.ok().flatten().map(|kv| kv.value);
+            assert_eq!(
+                value.as_deref(),
+                Some(format!("v{i}").as_bytes()),
+                "via {addr}"
+            );
+        }
+    }
+    // The CLI: put, get, append, scan, cas, del with --json shapes.
+    let o = cluster.raftkv(&["put", "--json", "cli-key", "one"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(json(&o)["index"].as_u64().is_some_and(|i| i > 0));
+    let o = cluster.raftkv(&["append", "cli-key", "+two"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cluster.raftkv(&["get", "--json", "cli-key"]);
+    assert_eq!(json(&o)["kv"]["value"], "one+two");
+    let o = cluster.raftkv(&["get", "--serializable", "-q", "cli-key"]);
+    assert!(o.status.success());
+    let o = cluster.raftkv(&["cas", "--json", "cli-key", "wrong", "three"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(json(&o)["succeeded"], false);
+    assert_eq!(json(&o)["current"]["value"], "one+two");
+    let o = cluster.raftkv(&["cas", "cli-key", "one+two", "three"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cluster.raftkv(&["scan", "--json", "--prefix", "k"]);
+    let keys: Vec<String> = json(&o)["kvs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|kv| kv["key"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(keys, vec!["k0", "k1", "k2"]);
+    let o = cluster.raftkv(&["del", "--prefix", "--json", "k"]);
+    assert_eq!(json(&o)["deleted"], 3);
+    let o = cluster.raftkv(&["get", "k0"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = cluster.raftkv(&["status", "--json"]);
+    let nodes = json(&o)["nodes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(nodes.len(), 3, "{}", stdout(&o));
+    assert_eq!(nodes.iter().filter(|n| n["role"] == "leader").count(), 1);
+    let o = cluster.raftkv(&["members", "--json"]);
+    assert_eq!(json(&o)["members"].as_array().map(Vec::len), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the server runtime"]
+async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let c = cluster.client();
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        if c.put(format!("before-{i}"), format!("{i}")).await.is_ok() {
+            acked.push(format!("before-{i}"));
+        }
+    }
+    assert_eq!(acked.len(), 20);
+
+    cluster.kill(leader);
+    let t0 = Instant::now();
+    let new_leader = cluster
+        .wait_leader(Duration::from_millis(ELECTION_TICKS_MAX * TICK_MS * 10))
+        .await;
+    let failover = t0.elapsed();
+    assert_ne!(new_leader, leader);
+    eprintln!("new leader after {failover:?}");
+
+    // Writes go on (the client finds the new leader by itself).
+    for i in 0..20 {
+        let r = c.put(format!("after-{i}"), format!("{i}")).await;
+        assert!(r.is_ok(), "{r:?}\n{}", cluster.logs());
+        acked.push(format!("after-{i}"));
+    }
+    for k in &acked {
+        let got = c.get(k.clone()).await;
+        assert!(matches!(got, Ok(Some(_))), "{k}: {got:?}");
+    }
+
+    // The old leader comes back and catches up.
+    cluster.spawn(leader);
+    let target = match c.status().await {
+        Ok(s) => s.commit_index,
+        Err(e) => panic!("{e}"),
+    };
+    let addr = cluster.nodes[leader].addr.clone();
+    let t0 = Instant::now();
+    loop {
+        if let Ok(s) = c.status_of(&addr).await {
+            if s.applied_index >= target {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "node did not catch up\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back = cluster.client_of(vec![addr]);
+    let got = back
+        .get_with("after-19", ReadMode::Serializable)
+        .await
+        .ok()
+        .and_then(|r| r.kv)
+        .map(|kv| kv.value);
+    assert_eq!(got.as_deref(), Some(&b"19"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the server runtime"]
+async fn a_full_stop_and_start_keeps_every_write() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let c = cluster.client();
+    for i in 0..30 {
+        let r = c.put(format!("k{i:02}"), format!("{i}")).await;
+        assert!(r.is_ok(), "{r:?}");
+    }
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let c = cluster.client();
+    let page = c.scan(client::Scan::prefix("k")).await;
+    let n = page.map(|p| p.kvs.len()).map_err(|e| e.to_string());
+    assert_eq!(n, Ok(30), "{}", cluster.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the server runtime"]
+async fn bad_input_gets_a_clear_error_and_the_node_keeps_serving() {
+    let cluster = Cluster::start(3, &["--value-size-max", "1024"]);
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let o = cluster.raftkv(&["put", "", "v"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+    assert!(stderr(&o).to_lowercase().contains("key"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    let big = "x".repeat(2000);
+    let o = cluster.raftkv(&["put", "k", &big]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).to_lowercase().contains("value"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cluster.raftkv(&["members", "remove", "99"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("99"), "{}", stderr(&o));
+    // Still serving.
+    let o = cluster.raftkv(&["put", "k", "fine"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cluster.raftkv(&["get", "-q", "k"]);
+    assert_eq!(stdout(&o).trim(), "fine");
+}
+
+#[test]
+fn a_malformed_config_file_is_refused_with_a_clear_message() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let path = dir.path().join("bad.toml");
+    if let Err(e) = std::fs::write(&path, "id = 1\nlisten_addr = 7001\n") {
+        panic!("{e}");
+    }
+    let o = match Command::new(RAFTKV)
+        .arg("server")
+        .arg("--config")
+        .arg(&path)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: ") && err.contains("listen_addr"),
+        "{err}"
+    );
+}
+
+#[test]
+fn client_commands_fail_cleanly_without_a_cluster() {
+    let port = free_ports(1)[0];
+    let o = match Command::new(RAFTKV)
+        .args(["get", "k", "--timeout", "0.5"])
+        .args(["--endpoints", &format!("127.0.0.1:{port}")])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: cluster unavailable"),
+        "{}",
+        stderr(&o)
+    );
+    let o = match Command::new(RAFTKV)
+        .args(["put", "k", "v", "--endpoints", "nohost"])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
