@@ -210,7 +210,7 @@ pub async fn run_with_listener(
         waiters,
         soft_tx,
         applied_rx: applied_rx.clone(),
-        book,
+        book: book.clone(),
         tick_interval: tick,
         read_batch: Vec::new(),
         reads: Default::default(),
@@ -233,6 +233,7 @@ pub async fn run_with_listener(
         apply_tx,
         applied: applied_rx,
         stop: stop_rx.clone(),
+        book: book.clone(),
     })
     .max_decoding_message_size(PEER_MESSAGE_SIZE_MAX)
     .max_encoding_message_size(PEER_MESSAGE_SIZE_MAX);

@@ -168,6 +168,18 @@ impl Waiters {
         }
     }
 
+    /// Fails every waiter above `index`.
+    pub(crate) fn fail_above(&self, index: Index, status: &Status) {
+        let ws: Vec<Waiter> = {
+            let mut m = self.lock();
+            let rest = m.split_off(&(index + 1));
+            rest.into_values().collect()
+        };
+        for w in ws {
+            w.fail(status.clone());
+        }
+    }
+
     pub(crate) fn fail_all(&self, status: &Status) {
         let ws = std::mem::take(&mut *self.lock());
         for (_, w) in ws {
@@ -512,7 +524,10 @@ impl Node {
                     "leadership lost before the entry committed; it may or may not apply: \
                      retry with the same client id and seq",
                 );
-                self.waiters.fail_all(&st);
+                // Entries already committed still apply (and answer their
+                // waiters); the others may never commit here.
+                let commit = self.raw.status().commit;
+                self.waiters.fail_above(commit, &st);
                 self.fail_reads(&st);
             }
         }

@@ -157,6 +157,23 @@ impl Transport {
     }
 }
 
+/// The gRPC metadata key on a peer stream carrying the sender's address,
+/// so that a receiver that does not know it yet (a node that just joined)
+/// can answer. A known address is never replaced by it.
+pub(crate) const FROM_ADDR_METADATA: &str = "raftkv-from-addr";
+
+fn with_from_addr<T>(inner: &Inner, body: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(body);
+    if let Some(v) = inner
+        .book
+        .get(inner.id)
+        .and_then(|a| tonic::metadata::MetadataValue::try_from(a).ok())
+    {
+        req.metadata_mut().insert(FROM_ADDR_METADATA, v);
+    }
+    req
+}
+
 async fn connect(addr: &str) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad address {addr}: {e}"))?
@@ -231,7 +248,8 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
         backoff = min;
         let (tx, rx) = mpsc::channel(PEER_STREAM_BUFFER_MAX);
         let mut c = client(channel);
-        let mut call = Box::pin(async move { c.send(ReceiverStream::new(rx)).await });
+        let req = with_from_addr(&inner, ReceiverStream::new(rx));
+        let mut call = Box::pin(async move { c.send(req).await });
         loop {
             tokio::select! {
                 r = &mut call => {
@@ -291,7 +309,7 @@ async fn send_snapshot(inner: &Inner, m: Message) -> Result<pb::InstallSnapshotR
         Ok(())
     });
     let r = client(channel)
-        .install_snapshot(ReceiverStream::new(rx))
+        .install_snapshot(with_from_addr(inner, ReceiverStream::new(rx)))
         .await
         .map_err(|e| format!("install_snapshot: {e}"))?;
     producer

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::message_from_pb;
+use crate::addrbook::AddrBook;
 use crate::apply::ApplyMsg;
 use crate::limits::SNAPSHOT_RECV_BYTES_MAX;
 
@@ -29,9 +30,33 @@ pub(crate) struct RaftService {
     pub apply_tx: mpsc::Sender<ApplyMsg>,
     pub applied: watch::Receiver<u64>,
     pub stop: watch::Receiver<bool>,
+    pub book: AddrBook,
+}
+
+/// The sender's address from the stream's metadata, if well-formed.
+fn from_addr<T>(req: &Request<T>) -> Option<String> {
+    let a = req
+        .metadata()
+        .get(super::FROM_ADDR_METADATA)?
+        .to_str()
+        .ok()?;
+    let (host, port) = a.rsplit_once(':')?;
+    (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| a.to_string())
 }
 
 impl RaftService {
+    /// Records `from`'s address if this node does not know it yet.
+    fn learn(&self, from: u64, addr: &Option<String>) {
+        if let Some(a) = addr {
+            if self.book.get(from).is_none() {
+                let entry = std::collections::BTreeMap::from([(from, a.clone())]);
+                if let Err(e) = self.book.merge(&entry) {
+                    tracing::warn!(node = self.id, error = %e, "cannot save the address book");
+                }
+            }
+        }
+    }
+
     fn decode(&self, m: pb::RaftMessage) -> Option<Message> {
         match message_from_pb(m) {
             Ok(m) if m.to == self.id => Some(m),
@@ -58,8 +83,10 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<Streaming<pb::RaftMessage>>,
     ) -> Result<Response<pb::SendResponse>, Status> {
+        let addr = from_addr(&req);
         let mut stream = req.into_inner();
         let mut stop = self.stop.clone();
+        let mut learned = false;
         loop {
             let next = tokio::select! {
                 m = stream.message() => m?,
@@ -67,6 +94,10 @@ impl pb::raft_server::Raft for RaftService {
             };
             let Some(m) = next else { break };
             let Some(m) = self.decode(m) else { continue };
+            if !learned {
+                self.learn(m.from, &addr);
+                learned = true;
+            }
             if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
                 tracing::warn!(node = self.id, "InstallSnapshot on a Send stream; dropped");
                 continue;
@@ -82,6 +113,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let addr = from_addr(&req);
         let mut stream = req.into_inner();
         let first = stream
             .message()
@@ -94,6 +126,7 @@ impl pb::raft_server::Raft for RaftService {
         let msg = self
             .decode(header)
             .ok_or_else(|| Status::invalid_argument("bad snapshot header"))?;
+        self.learn(msg.from, &addr);
         let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
             return Err(Status::invalid_argument(
                 "the snapshot header is not an InstallSnapshot message",

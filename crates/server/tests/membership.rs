@@ -1,0 +1,301 @@
+//! Membership changes under write load, and bad input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use proto::kv::*;
+use tonic::Code;
+
+type Addrs = Arc<Mutex<BTreeMap<u64, String>>>;
+
+/// Writes `w0, w1, ...` until `stop`, following leader hints; returns the
+/// writes that were acknowledged.
+async fn writer(addrs: Addrs, stop: Arc<AtomicBool>) -> Vec<u64> {
+    let mut acked = Vec::new();
+    let mut target: Option<String> = None;
+    let mut i = 0u64;
+    let mut rr = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        let addr = match &target {
+            Some(a) => a.clone(),
+            None => {
+                let all: Vec<String> = addrs.lock().unwrap().values().cloned().collect();
+                rr += 1;
+                all[rr % all.len()].clone()
+            }
+        };
+        let r = match try_channel(&addr).await {
+            Ok(ch) => {
+                KvClient::new(ch)
+                    .put(PutRequest {
+                        key: format!("w{i}").into_bytes().into(),
+                        value: i.to_string().into_bytes().into(),
+                        ..Default::default()
+                    })
+                    .await
+            }
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        };
+        match r {
+            Ok(_) => {
+                acked.push(i);
+                i += 1;
+                target = Some(addr);
+            }
+            Err(st) => {
+                target = leader_hint(&st).map(|(_, a)| a);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    acked
+}
+
+use proto::kv::kv_client::KvClient;
+
+/// Retries a Cluster call on the current leader until it succeeds or a
+/// non-retryable error comes back.
+async fn on_leader<T, F, Fut>(c: &Cluster, mut op: F) -> Result<T, tonic::Status>
+where
+    F: FnMut(proto::kv::cluster_client::ClusterClient<tonic::transport::Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = c.leader().await;
+        match op(c.cluster(l).await).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(st)
+                if matches!(st.code(), Code::Unavailable | Code::FailedPrecondition)
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(st) => return Err(st),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grow_to_five_remove_the_leader_and_transfer_while_a_client_writes() {
+    let mut c = Cluster::start(3).await;
+    c.leader().await;
+    let addrs: Addrs = Arc::new(Mutex::new(c.addrs.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(writer(Arc::clone(&addrs), Arc::clone(&stop)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Grow: two learners, then promote them.
+    for id in 4..=5u64 {
+        let addr = c.start_joining(id).await;
+        addrs.lock().unwrap().insert(id, addr.clone());
+        let r = on_leader(&c, |mut cl| {
+            let addr = addr.clone();
+            async move { cl.add_learner(AddLearnerRequest { id, addr }).await }
+        })
+        .await
+        .unwrap();
+        assert!(r.members.iter().any(|m| m.id == id && m.learner), "{r:?}");
+        let r = on_leader(&c, |mut cl| async move {
+            cl.promote(PromoteRequest { id }).await
+        })
+        .await
+        .unwrap();
+        assert!(r.members.iter().any(|m| m.id == id && !m.learner), "{r:?}");
+    }
+    let l = c.leader().await;
+    let members = c
+        .cluster(l)
+        .await
+        .members(MembersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        members.members.iter().filter(|m| !m.learner).count(),
+        5,
+        "{members:?}"
+    );
+
+    // Remove the leader; the others elect a new one.
+    let old = l;
+    // (A retry after an in-doubt answer may find it already removed.)
+    match on_leader(&c, |mut cl| async move {
+        cl.remove(RemoveRequest { id: old }).await
+    })
+    .await
+    {
+        Ok(_) => {}
+        Err(e) if e.code() == Code::NotFound => {}
+        Err(e) => panic!("remove {old}: {e}"),
+    }
+    addrs.lock().unwrap().remove(&old);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let new = loop {
+        let id = *c.running.keys().find(|&&i| i != old).unwrap();
+        let s = c.status(id).await;
+        if s.leader_id != 0 && s.leader_id != old {
+            break s.leader_id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader after removing {old}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    c.stop_node(old).await.unwrap();
+    let members = c
+        .cluster(new)
+        .await
+        .members(MembersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(members.members.len(), 4, "{members:?}");
+
+    // Transfer leadership to another voter.
+    let to = *c.running.keys().find(|&&i| i != new).unwrap();
+    let r = on_leader(&c, |mut cl| async move {
+        cl.transfer_leader(TransferLeaderRequest { to }).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.leader_id, to);
+    assert_eq!(c.leader().await, to);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = w.await.unwrap();
+    assert!(
+        acked.len() > 10,
+        "the client kept writing: {} writes",
+        acked.len()
+    );
+    let l = c.leader().await;
+    for i in &acked {
+        assert_eq!(
+            get(&c, l, &format!("w{i}")).await,
+            Some(i.to_string().into_bytes()),
+            "w{i}"
+        );
+    }
+    // The joined nodes have everything.
+    let last = put(&c, l, "final", "x").await.index;
+    for id in 4..=5 {
+        wait_applied(&c, id, last).await;
+        assert_eq!(get_local(&c, id, "w0").await, Some(b"0".to_vec()));
+    }
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_the_right_code_and_the_node_keeps_serving() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    let mut kv = c.kv(l).await;
+    let put = |key: Vec<u8>, value: Vec<u8>| PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    };
+    let e = kv.put(put(vec![], b"v".to_vec())).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    let e = kv
+        .put(put(vec![b'k'; kv::limits::KEY_SIZE_MAX + 1], b"v".to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("key_size_max"), "{e}");
+    let e = kv
+        .put(put(b"k".to_vec(), vec![0; kv::limits::VALUE_SIZE_MAX + 1]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    let e = kv
+        .get(GetRequest {
+            key: vec![].into(),
+            serializable: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    let e = kv
+        .append(AppendRequest {
+            key: b"k".to_vec().into(),
+            value: b"v".to_vec().into(),
+            client_id: 424242,
+            seq: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert_eq!(
+        e.metadata()
+            .get(ERROR_METADATA)
+            .and_then(|v| v.to_str().ok()),
+        Some(UNKNOWN_SESSION)
+    );
+
+    let mut cl = c.cluster(l).await;
+    let e = cl.promote(PromoteRequest { id: 99 }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e}");
+    let e = cl.remove(RemoveRequest { id: 99 }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e}");
+    let e = cl
+        .transfer_leader(TransferLeaderRequest { to: 99 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e}");
+    let e = cl.promote(PromoteRequest { id: l }).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    let e = cl
+        .add_learner(AddLearnerRequest {
+            id: 0,
+            addr: "127.0.0.1:1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    let e = cl
+        .add_learner(AddLearnerRequest {
+            id: 7,
+            addr: "nohost".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    let e = cl
+        .add_learner(AddLearnerRequest {
+            id: l,
+            addr: "127.0.0.1:1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e}");
+
+    // A malformed config is refused with the field named, and a node given
+    // one does not start.
+    let e = server::Config::from_toml_str("id = 1\ntick_interval_ms = \"fast\"").unwrap_err();
+    assert!(e.to_string().contains("tick_interval_ms"), "{e}");
+    let bad = server::Config {
+        id: 0,
+        ..c.configs[&1].clone()
+    };
+    let r = server::run(bad, async {}).await;
+    assert!(matches!(r, Err(server::ServerError::Config(_))), "{r:?}");
+
+    // Still serving.
+    let r = kv
+        .put(put(b"ok".to_vec(), b"yes".to_vec()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.index > 0);
+    assert_eq!(get(&c, l, "ok").await, Some(b"yes".to_vec()));
+    c.stop_all().await;
+}
