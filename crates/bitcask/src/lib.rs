@@ -197,10 +197,19 @@
 //!
 //! - Values are read with one `pread` each; there is no cache of our own
 //!   (the page cache serves hot data).
-//! - A view costs `O(keys)` to take (the keydir clone).
-//! - Merging always takes every immutable file, not just the dirtiest.
+//! - A view costs `O(keys)` to take (the keydir clone, about 0.1-0.25 s
+//!   for a million keys), and holds the state's read lock meanwhile, so
+//!   writes wait that long.
+//! - Merging always takes every immutable file, not just the dirtiest, and
+//!   runs on the calling thread (call it from a thread of its own).
 //! - Files a view still holds are unlinked but their space is freed only
 //!   when the view is dropped.
+//! - Every data file stays open (one descriptor each).
+//! - Deciding whether damage in the active file is a torn tail reads the
+//!   rest of the file into memory (at most one file) once, at open.
+//! - Torn-tail repair cannot tell a bit flip in the *last* record of the
+//!   active file from a torn write: that record is cut off (and reported),
+//!   even if it had been synced.
 
 mod bitcask;
 pub mod engine;
