@@ -43,14 +43,20 @@ pub struct Cli {
 pub struct ClientOpts {
     /// The cluster's client addresses (any subset of the nodes), comma
     /// separated.
-    #[arg(long, env = "RAFTKV_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "RAFTKV_ENDPOINTS",
+        default_value = DEFAULT_ENDPOINTS,
+        value_delimiter = ','
+    )]
     pub endpoints: Vec<String>,
     /// Give up after this many seconds (retries and leader changes
     /// included).
-    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    #[arg(long, global = true, default_value_t = 10.0, value_parser = parse_seconds)]
     pub timeout: f64,
     /// Print one JSON document on stdout instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -261,7 +267,15 @@ mod tests {
 
         let Ok(Cli {
             command: Command::Members(m),
-        }) = parse(&["members", "add-learner", "4", "127.0.0.1:7004"])
+        }) = parse(&[
+            "members",
+            "add-learner",
+            "4",
+            "127.0.0.1:7004",
+            "--json",
+            "--endpoints",
+            "h:9",
+        ])
         else {
             panic!("members");
         };
@@ -269,6 +283,8 @@ mod tests {
             m.action,
             Some(cluster_cmd::MembersAction::AddLearner { id: 4, ref addr }) if addr == "127.0.0.1:7004"
         ));
+        assert!(m.opts.json);
+        assert_eq!(m.opts.endpoints, vec!["h:9"]);
     }
 
     #[test]

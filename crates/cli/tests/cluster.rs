@@ -2,6 +2,8 @@
 //! own free ports and temporary directories, driven through the client
 //! library and the `raftkv` binary.
 //!
+//! Each cluster test takes a few seconds (debug build, 2 cores).
+//!
 //! Timing: nodes tick every 20 ms with an election timeout of 10-20 ticks
 //! (200-400 ms), so "a few election timeouts" is a couple of seconds even on
 //! a loaded machine.
@@ -248,7 +250,6 @@ fn json(o: &Output) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server runtime"]
 async fn three_nodes_take_writes_through_any_node_and_read_them_back() {
     let cluster = Cluster::start(3, &[]);
     cluster.wait_leader(Duration::from_secs(10)).await;
@@ -315,7 +316,6 @@ async fn three_nodes_take_writes_through_any_node_and_read_them_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server runtime"]
 async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
     let mut cluster = Cluster::start(3, &[]);
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
@@ -380,7 +380,6 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server runtime"]
 async fn a_full_stop_and_start_keeps_every_write() {
     let mut cluster = Cluster::start(3, &[]);
     cluster.wait_leader(Duration::from_secs(10)).await;
@@ -403,7 +402,6 @@ async fn a_full_stop_and_start_keeps_every_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server runtime"]
 async fn bad_input_gets_a_clear_error_and_the_node_keeps_serving() {
     let cluster = Cluster::start(3, &["--value-size-max", "1024"]);
     cluster.wait_leader(Duration::from_secs(10)).await;
