@@ -25,6 +25,8 @@ struct Node {
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Started with `--join` (added at runtime, not an initial voter).
+    join: bool,
 }
 
 struct Cluster {
@@ -67,6 +69,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node-{}", i + 1)),
                 log: dir.path().join(format!("node-{}.log", i + 1)),
                 child: None,
+                join: false,
             })
             .collect();
         let peers = nodes
@@ -116,6 +119,7 @@ impl Cluster {
             .args(["--election-ticks-max", &ELECTION_TICKS_MAX.to_string()])
             .args(["--heartbeat-ticks", "2"])
             .args(&self.extra_args)
+            .args(if node.join { &["--join"][..] } else { &[][..] })
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -124,6 +128,23 @@ impl Cluster {
             Ok(c) => self.nodes[i].child = Some(c),
             Err(e) => panic!("spawn node {}: {e}", node.id),
         }
+    }
+
+    /// Starts one more node with `--join` (empty, waiting to be added);
+    /// returns its index.
+    fn add_joining_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let port = free_ports(1)[0];
+        self.nodes.push(Node {
+            id: i as u64 + 1,
+            addr: format!("127.0.0.1:{port}"),
+            data_dir: self.dir.path().join(format!("node-{}", i + 1)),
+            log: self.dir.path().join(format!("node-{}.log", i + 1)),
+            child: None,
+            join: true,
+        });
+        self.spawn(i);
+        i
     }
 
     /// SIGKILL node i and reap it.
@@ -480,4 +501,101 @@ fn client_commands_fail_cleanly_without_a_cluster() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_through_the_cli_while_a_client_writes() {
+    let mut cluster = Cluster::start(3, &[]);
+    let first_leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let first_leader_id = cluster.nodes[first_leader].id;
+
+    // A writer keeps going through every change below.
+    let writer = cluster.client();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let w = writer.clone();
+    let task = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut failed = Vec::new();
+        let mut i = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let key = format!("w{i:05}");
+            match w.put(key.clone(), "x").await {
+                Ok(_) => acked.push(key),
+                Err(e) => failed.push(format!("{key}: {e}")),
+            }
+            i += 1;
+        }
+        (acked, failed)
+    });
+
+    let new = cluster.add_joining_node();
+    let new_id = cluster.nodes[new].id.to_string();
+    let new_addr = cluster.nodes[new].addr.clone();
+    let o = cluster.raftkv(&["members", "add-learner", &new_id, &new_addr, "--json"]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    let members = json(&o)["members"].as_array().cloned().unwrap_or_default();
+    assert!(
+        members
+            .iter()
+            .any(|m| m["id"].as_u64() == Some(4) && m["role"] == "learner"),
+        "{members:?}"
+    );
+
+    // The learner catches up.
+    let c = cluster.client();
+    let t0 = Instant::now();
+    loop {
+        let target = c.status().await.map(|s| s.commit_index).unwrap_or(u64::MAX);
+        if let Ok(s) = c.status_of(&new_addr).await {
+            if s.applied_index + 5 >= target {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "learner did not catch up\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let o = cluster.raftkv(&["members", "promote", &new_id]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    let o = cluster.raftkv(&["transfer-leader", &new_id, "--json"]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    assert_eq!(json(&o)["leader_id"].as_u64(), Some(4));
+    let o = cluster.raftkv(&["members", "remove", &first_leader_id.to_string(), "--json"]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    let ids: Vec<u64> = json(&o)["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["id"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(
+        !ids.contains(&first_leader_id) && ids.contains(&4),
+        "{ids:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, failed) = match task.await {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(failed.is_empty(), "writes failed: {failed:?}");
+    assert!(acked.len() > 10, "only {} writes", acked.len());
+    // Every acknowledged write is there, read through the new leader.
+    let reader = cluster.client_of(vec![new_addr]);
+    let page = reader.scan(client::Scan::prefix("w").limit(0)).await;
+    let keys: Vec<String> = match page {
+        Ok(p) => p
+            .kvs
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            .collect(),
+        Err(e) => panic!("{e}"),
+    };
+    for k in &acked {
+        assert!(keys.contains(k), "acknowledged {k} is missing");
+    }
 }
