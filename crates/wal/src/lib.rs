@@ -51,7 +51,10 @@
 //! Records then overwrite blocks that already exist, so an `fdatasync`
 //! flushes data only: no file-size or extent change, no file-system journal
 //! commit (which on ext4 also waits for every other process's metadata).
-//! On this machine that made an fsync several times cheaper under load. When
+//! On the development machine an fdatasync after an in-place write was
+//! about 1.5-2x cheaper than after an append when the disk was quiet, and up
+//! to 20x cheaper while other processes were creating files
+//! (`docs/benchmarks-wal.md`). When
 //! a segment is closed it is cut to its written length and fsynced, so only
 //! the last segment ends in zeros.
 //!
