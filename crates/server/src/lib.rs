@@ -121,11 +121,13 @@ pub async fn run_with_listener(
     let sm = kv::StateMachine::open(Arc::new(engine))
         .map_err(|e| ServerError::StateMachine(e.to_string()))?;
     if let Some(index) = sm.restore_pending() {
-        tracing::warn!(
-            node = id,
-            index,
-            "an interrupted snapshot restore must be redone"
-        );
+        // The state is half-replaced: applying entries on top would be
+        // wrong, and nothing makes the leader resend the snapshot.
+        return Err(ServerError::StateMachine(format!(
+            "the state machine in {} holds an interrupted snapshot restore (to index {index}); \
+             wipe this node's data dir, remove it and add it back",
+            dir.join("kv").display()
+        )));
     }
     let wal = node::open_wal(
         &dir.join("wal"),

@@ -169,3 +169,62 @@ async fn a_node_down_while_the_log_is_compacted_catches_up_from_a_snapshot() {
     );
     c.stop_all().await;
 }
+
+/// A wiped node lost its log and its vote, so it must not come back as the
+/// same voter (its old acknowledgements still count in the leader's eyes):
+/// the operator removes it, wipes it, and adds it back as a learner, which
+/// then catches up from a snapshot, and promotes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_wiped_of_its_data_is_restored_through_a_snapshot() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    let wiped = (1..=3).find(|&i| i != l).unwrap();
+    for i in 0..50 {
+        put(&c, l, &format!("x{i}"), &format!("{i}")).await;
+    }
+    c.stop_node(wiped).await.unwrap();
+    let mut cl = c.cluster(l).await;
+    cl.remove(proto::kv::RemoveRequest { id: wiped })
+        .await
+        .unwrap();
+    let snap = cl
+        .snapshot(proto::kv::SnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(snap.snapshot_index >= 50, "{snap:?}");
+    std::fs::remove_dir_all(&c.configs[&wiped].data_dir).unwrap();
+    let cfg = c.configs.get_mut(&wiped).unwrap();
+    cfg.join = true;
+    cfg.peers.clear();
+    c.start_node(wiped).await;
+    cl.add_learner(proto::kv::AddLearnerRequest {
+        id: wiped,
+        addr: c.addrs[&wiped].clone(),
+    })
+    .await
+    .unwrap();
+    let last = put(&c, l, "x-last", "done").await.index;
+    wait_applied(&c, wiped, last).await;
+    let st = c.status(wiped).await;
+    assert!(
+        st.snapshot_index >= snap.snapshot_index,
+        "restored from a snapshot: {st:?}"
+    );
+    for i in 0..50 {
+        assert_eq!(
+            get_local(&c, wiped, &format!("x{i}")).await,
+            Some(format!("{i}").into_bytes())
+        );
+    }
+    cl.promote(proto::kv::PromoteRequest { id: wiped })
+        .await
+        .unwrap();
+    let m = cl
+        .members(proto::kv::MembersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.members.iter().filter(|m| !m.learner).count(), 3, "{m:?}");
+    c.stop_all().await;
+}
