@@ -19,7 +19,7 @@ pub enum EntryKind {
     /// Application data, opaque to Raft; `data` may be empty for the no-op
     /// entry a new leader appends to commit an entry of its own term.
     Normal,
-    /// A membership change: `data` is an encoded [`ConfChange`].
+    /// A membership change: `data` is an encoded [`ConfChange`](crate::ConfChange).
     ConfChange,
 }
 
