@@ -14,6 +14,14 @@
 //!   it had to be: the search backtracks (pops the last linearized
 //!   operation, puts its events back, and tries the event after its call).
 //!
+//! Operations of unknown outcome (return at infinity) are handled the other
+//! way round: at their call the search first passes over them, and
+//! linearizes one there only when it backtracks to that point. Such an
+//! operation never has to come early, so this finds the usual case (it took
+//! effect late, or never) without trying it at every position first; and
+//! once the walk reaches the return of an unknown operation, only unknown
+//! operations are left, and the history is linearizable.
+//!
 //! The history is linearizable when the list is empty, and not when the
 //! stack is empty at a return. The memo (a set of (bitset, state)) makes the
 //! search polynomial for the usual histories; it stays exponential in the
@@ -251,6 +259,20 @@ impl EventList {
     }
 }
 
+/// A decision on the search stack.
+enum Frame<S> {
+    /// Operation `op` was linearized; `before` is the state before it.
+    /// `second_try`: it had been skipped at this point first (an unknown
+    /// operation), so both choices have now been tried.
+    Linearized {
+        op: usize,
+        before: S,
+        second_try: bool,
+    },
+    /// Operation `op` (an unknown one) was passed over at this point.
+    Skipped { op: usize },
+}
+
 fn check_partition<M: Model>(
     model: &M,
     part: &Partition<M::Input, M::Output>,
@@ -271,12 +293,34 @@ fn check_partition<M: Model>(
     let words = n.div_ceil(64);
     let mut linearized = vec![0u64; words];
     let mut memo: HashSet<(Vec<u64>, M::State)> = HashSet::new();
-    // (operation, state before it).
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let mut stack: Vec<Frame<M::State>> = Vec::new();
+    // The longest run of linearized operations seen, for explanations.
+    let mut depth = 0usize;
     let mut best: Vec<usize> = Vec::new();
     let mut state = model.init();
     let mut node = list.next[list.head];
     let mut steps = 0u64;
+
+    // Tries to linearize operation `i` now; on success updates the state,
+    // the bitset, the list and the memo.
+    let try_linearize = |i: usize,
+                         state: &mut M::State,
+                         linearized: &mut Vec<u64>,
+                         memo: &mut HashSet<(Vec<u64>, M::State)>,
+                         list: &mut EventList|
+     -> Option<M::State> {
+        let op = &ops[i];
+        let next_state = model.step(state, &op.input, op.output.as_ref())?;
+        linearized[i / 64] |= 1 << (i % 64);
+        if memo.insert((linearized.clone(), next_state.clone())) {
+            list.remove(2 * i);
+            list.remove(2 * i + 1);
+            Some(std::mem::replace(state, next_state))
+        } else {
+            linearized[i / 64] &= !(1 << (i % 64));
+            None
+        }
+    };
 
     while !list.is_empty() {
         steps += 1;
@@ -288,43 +332,93 @@ fn check_partition<M: Model>(
             return (verdict, steps_max);
         }
         if node != list.tail && node.is_multiple_of(2) {
-            // A call: try to linearize the operation here.
+            // A call.
             let i = node / 2;
-            let op = &ops[i];
-            let mut advanced = false;
-            if let Some(next_state) = model.step(&state, &op.input, op.output.as_ref()) {
-                linearized[i / 64] |= 1 << (i % 64);
-                if memo.insert((linearized.clone(), next_state.clone())) {
-                    let before = std::mem::replace(&mut state, next_state);
-                    stack.push((i, before));
-                    if stack.len() > best.len() {
-                        best = stack.iter().map(|(j, _)| *j).collect();
+            if ops[i].ret.is_none() {
+                // An operation of unknown outcome may take effect at any
+                // later point: pass over it first, and linearize it here
+                // only if the search comes back to this point.
+                stack.push(Frame::Skipped { op: i });
+                node = list.next[node];
+                continue;
+            }
+            match try_linearize(i, &mut state, &mut linearized, &mut memo, &mut list) {
+                Some(before) => {
+                    stack.push(Frame::Linearized {
+                        op: i,
+                        before,
+                        second_try: false,
+                    });
+                    depth += 1;
+                    if depth > best.len() {
+                        best = linearized_ops(&stack);
                     }
-                    list.remove(2 * i);
-                    list.remove(2 * i + 1);
                     node = list.next[list.head];
-                    advanced = true;
-                } else {
-                    linearized[i / 64] &= !(1 << (i % 64));
+                }
+                None => node = list.next[node],
+            }
+            continue;
+        }
+        if node != list.tail && ops[node / 2].ret.is_none() {
+            // The return of an unknown operation: only such operations are
+            // left, and they can all take effect now, in any order (or
+            // never). Linearizable.
+            return (Verdict::Linearizable, steps);
+        }
+        // A return: the operation returning here was never linearized.
+        // Backtrack to the last choice that has an alternative left.
+        loop {
+            steps += 1;
+            match stack.pop() {
+                None => return (Verdict::Violation(explain(model, part, &best)), steps),
+                Some(Frame::Linearized {
+                    op,
+                    before,
+                    second_try,
+                }) => {
+                    state = before;
+                    depth -= 1;
+                    linearized[op / 64] &= !(1 << (op % 64));
+                    list.reinsert(2 * op + 1);
+                    list.reinsert(2 * op);
+                    if !second_try {
+                        // The alternative: leave it for later.
+                        node = list.next[2 * op];
+                        break;
+                    }
+                }
+                Some(Frame::Skipped { op }) => {
+                    // The alternative: linearize it here after all.
+                    if let Some(before) =
+                        try_linearize(op, &mut state, &mut linearized, &mut memo, &mut list)
+                    {
+                        stack.push(Frame::Linearized {
+                            op,
+                            before,
+                            second_try: true,
+                        });
+                        depth += 1;
+                        if depth > best.len() {
+                            best = linearized_ops(&stack);
+                        }
+                        node = list.next[list.head];
+                        break;
+                    }
                 }
             }
-            if !advanced {
-                node = list.next[node];
-            }
-        } else {
-            // A return (or the end of the list): the operation returning
-            // here was never linearized. Backtrack.
-            let Some((i, before)) = stack.pop() else {
-                return (Verdict::Violation(explain(model, part, &best)), steps);
-            };
-            state = before;
-            linearized[i / 64] &= !(1 << (i % 64));
-            list.reinsert(2 * i + 1);
-            list.reinsert(2 * i);
-            node = list.next[2 * i];
         }
     }
     (Verdict::Linearizable, steps)
+}
+
+fn linearized_ops<S>(stack: &[Frame<S>]) -> Vec<usize> {
+    stack
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Linearized { op, .. } => Some(*op),
+            Frame::Skipped { .. } => None,
+        })
+        .collect()
 }
 
 /// Describe the longest linearizable prefix found and what could not

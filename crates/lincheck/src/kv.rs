@@ -112,7 +112,9 @@ impl Model for KvModel {
     }
 
     /// One partition per key, in key order. Reads whose outcome is unknown
-    /// are dropped: they constrain nothing.
+    /// are dropped: they constrain nothing. On a key that sees only appends
+    /// and reads, an append of unknown outcome whose value no read contains
+    /// is dropped too (see [`drop_unseen_appends`]).
     fn partition(&self, history: Vec<KvOperation>) -> Vec<Partition<KvInput, KvOutput>> {
         let mut by_key: BTreeMap<Vec<u8>, Vec<KvOperation>> = BTreeMap::new();
         for op in history {
@@ -125,10 +127,51 @@ impl Model for KvModel {
             .into_iter()
             .map(|(key, ops)| Partition {
                 label: format!("key {}", Shown(&key)),
-                ops,
+                ops: drop_unseen_appends(ops),
             })
             .collect()
     }
+}
+
+/// On one key's operations, if they are only appends and reads: drops the
+/// appends of unknown outcome whose value is not a substring of any read's
+/// result.
+///
+/// Why this is sound: such an append may be taken to have never happened
+/// (one of its allowed outcomes), so a history linearizable without it is
+/// linearizable with it. Conversely, if it took effect in some
+/// linearization, every read after it contains its value (appends only
+/// grow the value); as none does, no read comes after it, and removing it
+/// leaves every read's result as it was. Why it matters: the search would
+/// otherwise try each such append at every position between the reads,
+/// and the states it reaches (strings in different orders) never repeat,
+/// so the memo cannot cut that short.
+fn drop_unseen_appends(ops: Vec<KvOperation>) -> Vec<KvOperation> {
+    let append_only = ops
+        .iter()
+        .all(|op| matches!(op.input, KvInput::Append { .. } | KvInput::Get { .. }));
+    if !append_only {
+        return ops;
+    }
+    let reads: Vec<Vec<u8>> = ops
+        .iter()
+        .filter_map(|op| match &op.output {
+            Some(KvOutput::Value(Some(v))) => Some(v.clone()),
+            _ => None,
+        })
+        .collect();
+    let seen = |value: &[u8]| {
+        value.is_empty()
+            || reads
+                .iter()
+                .any(|r| r.windows(value.len()).any(|w| w == value))
+    };
+    ops.into_iter()
+        .filter(|op| match (&op.input, &op.output) {
+            (KvInput::Append { value, .. }, None) => seen(value),
+            _ => true,
+        })
+        .collect()
 }
 
 /// Bytes shown as a string when they are printable ASCII, else as hex.

@@ -269,3 +269,94 @@ fn a_search_out_of_budget_says_unknown() {
         outcome.verdict
     );
 }
+
+#[test]
+fn many_unknown_appends_that_never_applied_are_checked_quickly() {
+    // Eight appends time out early and never take effect; then 60 appends
+    // complete, each followed by a read of the whole value. Trying every
+    // unknown append at every position would take millions of steps.
+    let mut h: Vec<KvOperation> = (0..8)
+        .map(|i| Operation::unknown(100 + i, i, append("x", &format!("u{i};"))))
+        .collect();
+    let mut value = String::new();
+    let mut t = 100;
+    for i in 0..60 {
+        let token = format!("{i};");
+        value.push_str(&token);
+        h.push(op(1, t, t + 5, append("x", &token), KvOutput::Ok));
+        h.push(op(2, t + 6, t + 9, get("x"), val(Some(&value))));
+        t += 10;
+    }
+    let outcome = check_with_budget(&KvModel, h, 20_000).unwrap();
+    assert_eq!(
+        outcome.verdict,
+        Verdict::Linearizable,
+        "{}",
+        outcome.verdict
+    );
+}
+
+#[test]
+fn unknown_appends_that_applied_late_are_found() {
+    // Two unknown appends show up only in the last read, in call order
+    // reversed.
+    let mut h: Vec<KvOperation> = vec![
+        Operation::unknown(7, 0, append("x", "a;")),
+        Operation::unknown(8, 1, append("x", "b;")),
+    ];
+    let mut value = String::new();
+    let mut t = 100;
+    for i in 0..20 {
+        let token = format!("{i};");
+        value.push_str(&token);
+        h.push(op(1, t, t + 5, append("x", &token), KvOutput::Ok));
+        h.push(op(2, t + 6, t + 9, get("x"), val(Some(&value))));
+        t += 10;
+    }
+    value.push_str("b;a;");
+    h.push(op(2, t, t + 5, get("x"), val(Some(&value))));
+    let outcome = check_with_budget(&KvModel, h.clone(), 200_000).unwrap();
+    assert_eq!(
+        outcome.verdict,
+        Verdict::Linearizable,
+        "{}",
+        outcome.verdict
+    );
+    // And "a" twice is still impossible.
+    let last = h.len() - 1;
+    value.push_str("a;");
+    h[last].output = Some(val(Some(&value)));
+    let outcome = check(&KvModel, h).unwrap();
+    assert!(
+        matches!(outcome.verdict, Verdict::Violation(_)),
+        "{}",
+        outcome.verdict
+    );
+}
+
+#[test]
+fn unseen_unknown_appends_are_dropped_only_on_append_only_keys() {
+    // On an append-only key, an unknown append nobody read is dropped...
+    let h = vec![
+        Operation::unknown(1, 0, append("x", "u;")),
+        op(2, 10, 20, append("x", "a;"), KvOutput::Ok),
+        op(3, 30, 40, get("x"), val(Some("a;"))),
+    ];
+    let outcome = check(&KvModel, h).unwrap();
+    assert_eq!(outcome.ops, 2);
+    assert_eq!(outcome.verdict, Verdict::Linearizable);
+    // ...one that was read is kept, and a read of it twice still fails.
+    let h = vec![
+        Operation::unknown(1, 0, append("x", "u;")),
+        op(3, 30, 40, get("x"), val(Some("u;u;"))),
+    ];
+    let outcome = check(&KvModel, h).unwrap();
+    assert_eq!(outcome.ops, 2);
+    assert!(matches!(outcome.verdict, Verdict::Violation(_)));
+    // On a key with puts, nothing is dropped.
+    let h = vec![
+        Operation::unknown(1, 0, append("x", "u;")),
+        op(2, 10, 20, put("x", "p"), KvOutput::Ok),
+    ];
+    assert_eq!(check(&KvModel, h).unwrap().ops, 2);
+}

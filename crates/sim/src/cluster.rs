@@ -41,6 +41,11 @@ pub struct NodeSettings {
     /// Snapshot the state machine into the log store every this many
     /// applied entries.
     pub compact_every: Index,
+    /// `Config::entries_per_append_max` (small values split replication
+    /// into many partial acknowledgements).
+    pub entries_per_append_max: usize,
+    /// `Config::inflight_appends_max`.
+    pub inflight_appends_max: usize,
 }
 
 /// The whole simulated world. See the module docs.
@@ -138,6 +143,8 @@ impl Cluster {
             seed: self.rng.u64(),
             pre_vote: self.settings.pre_vote,
             check_quorum: self.settings.check_quorum,
+            entries_per_append_max: self.settings.entries_per_append_max,
+            inflight_appends_max: self.settings.inflight_appends_max,
             applied,
             ..Config::default()
         }

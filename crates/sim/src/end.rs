@@ -30,7 +30,15 @@ pub(crate) fn check_end(c: &mut Cluster, report: &mut Report) {
         Err(e) => c.fail(format!("malformed history: {e}")),
         Ok(outcome) => match outcome.verdict {
             Verdict::Linearizable => {}
-            Verdict::Unknown { .. } => report.lincheck_unknown = true,
+            Verdict::Unknown { partition, steps } => {
+                report.lincheck_unknown = true;
+                c.log(|| format!("lincheck gave up on {partition} after {steps} steps"));
+                if std::env::var_os("SIM_DUMP_HISTORY").is_some() {
+                    for op in &c.history {
+                        println!("{op}");
+                    }
+                }
+            }
             Verdict::Violation(v) => c.fail(format!("linearizability: {v}")),
         },
     }

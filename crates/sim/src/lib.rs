@@ -258,11 +258,19 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         check_quorum: rng.chance(750),
         fsync_max: rng.range(1, 30),
         compact_every: rng.range(10, 200),
+        entries_per_append_max: rng.pick(&[1, 2, 4, 64, 256]).unwrap_or(64),
+        inflight_appends_max: rng.pick(&[1, 2, 8, 64]).unwrap_or(8),
+    };
+    // A quarter of the runs are crash storms.
+    let crash_per_mille = if rng.chance(250) {
+        rng.range(20, 60)
+    } else {
+        rng.range(2, 10)
     };
     let plan = FaultPlan {
         scenario,
         fault_end: (steps * 3 / 4) / TICK * TICK,
-        crash_per_mille: rng.range(2, 10),
+        crash_per_mille,
         down_max: rng.range(1, n / 2 + 2) as usize,
         partition_per_mille: rng.range(2, 12),
         transfer_per_mille: rng.range(0, 5),

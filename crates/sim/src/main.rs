@@ -165,6 +165,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut tallies: BTreeMap<Scenario, Tally> = BTreeMap::new();
     let mut failures = Vec::new();
+    let mut gave_up = Vec::new();
     for seed in args.first..args.first + args.seeds {
         let r = run_caught(seed, &opts);
         let t = tallies.entry(r.scenario).or_default();
@@ -173,6 +174,9 @@ fn main() -> ExitCode {
         t.failed += r.ops.failed;
         t.unknown += r.ops.unknown;
         t.lincheck_unknown += u64::from(r.lincheck_unknown);
+        if r.lincheck_unknown {
+            gave_up.push(seed);
+        }
         t.no_leader_at_end += u64::from(r.violation.is_none() && !r.leader_at_end);
         t.not_converged += u64::from(r.violation.is_none() && !r.converged);
         t.crashes += r.faults.crashes;
@@ -234,6 +238,9 @@ fn main() -> ExitCode {
             format!("; failing seeds: {failures:?}")
         }
     );
+    if !gave_up.is_empty() {
+        println!("the linearizability check gave up (step budget) on seeds {gave_up:?}");
+    }
     if total.violations > 0 {
         ExitCode::FAILURE
     } else {
