@@ -19,7 +19,61 @@
 //!
 //! [`run`] binds `listen_addr`; [`run_with_listener`] takes an already bound
 //! listener, so tests can bind `127.0.0.1:0`. Both return when `shutdown`
-//! completes (after a graceful stop) or when the node fails.
+//! completes (after a graceful stop) or when the node fails. See
+//! [`config`] for the TOML format, bootstrap and joining.
+//!
+//! # Tasks
+//!
+//! ```text
+//!  gRPC (tonic) ── Kv / Cluster services ──(bounded: NODE_INBOX_MAX)──┐
+//!       │                      ▲  answers by (index, term)           ▼
+//!       │                      │                          ┌─ Raft driver task ──┐
+//!       └─ Raft service ──(bounded: PEER_INBOX_MAX)──────▶│ owns RawNode + WAL  │
+//!          (peer streams,                                 │ tick / step / Ready │
+//!           snapshot chunks)                              └──┬──────────────┬───┘
+//!                                       transport outboxes ◀─┘              │ committed entries
+//!                                       (PEER_OUTBOX_MAX per peer)          ▼ (APPLY_QUEUE_MAX)
+//!                                                               apply thread: kv::StateMachine
+//! ```
+//!
+//! - The **driver** (module `node`) owns the `RawNode` and
+//!   the WAL; it batches proposals, sends the leader's AppendEntries before
+//!   its fsync, fsyncs on a blocking thread, and hands committed entries on.
+//! - The **apply thread** owns the state machine (`kv` over Bitcask), applies
+//!   entries in batches and answers waiting writes; it triggers compaction
+//!   every `snapshot_threshold_entries`.
+//! - The **services** read through a cloneable `kv::KvReader` (no lock),
+//!   after a ReadIndex round for linearizable reads.
+//! - The **transport** keeps one stream per peer and streams snapshots (see
+//!   the `transport` and `descriptor` modules for the snapshot scheme).
+//!
+//! Every queue is bounded; a full one answers `RESOURCE_EXHAUSTED` (client
+//! requests) or drops the message (peer traffic; Raft retransmits). No lock
+//! is held across an fsync or a network call.
+//!
+//! # Files in the data dir
+//!
+//! - `wal/`: the Raft log, hard state and snapshot descriptors (`wal` crate);
+//! - `kv/`: the state machine's Bitcask store, with its applied index;
+//! - `peers.toml`: the address book (see `addrbook`).
+//!
+//! # Shutdown
+//!
+//! When `shutdown` completes, the driver stops taking input, syncs the WAL
+//! and answers waiting requests `UNAVAILABLE` (clients retry elsewhere with
+//! the same session and seq); then the gRPC server stops accepting and ends
+//! peer streams; the apply thread drains its queue and syncs the state
+//! machine. A crash at any point is safe: the WAL is synced before anything
+//! that depends on it is sent or applied, and the state machine's applied
+//! index is durable with its data.
+//!
+//! # Not done
+//!
+//! - Followers do not forward writes: they answer with the leader hint.
+//! - A snapshot transfer is buffered in memory on the receiver (bounded by
+//!   `SNAPSHOT_RECV_BYTES_MAX`) before it is restored.
+//! - A node whose data was wiped must be removed and added back (as a
+//!   learner, then promoted): it cannot rejoin as the same voter.
 
 mod addrbook;
 mod apply;

@@ -299,3 +299,47 @@ async fn bad_input_gets_the_right_code_and_the_node_keeps_serving() {
     assert_eq!(get(&c, l, "ok").await, Some(b"yes".to_vec()));
     c.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_is_answered_resource_exhausted_and_the_node_recovers() {
+    let mut c = Cluster::start(3).await;
+    // Restart with room for a single pending write per node.
+    c.stop_all().await;
+    for cfg in c.configs.values_mut() {
+        cfg.limits.pending_proposals_max = 1;
+    }
+    for id in 1..=3 {
+        c.start_node(id).await;
+    }
+    let l = c.leader().await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let mut kv = c.kv(l).await;
+        tasks.push(tokio::spawn(async move {
+            kv.put(PutRequest {
+                key: format!("o{i}").into_bytes().into(),
+                value: b"v".to_vec().into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.code())
+        }));
+    }
+    let mut ok = 0;
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(Code::ResourceExhausted) => exhausted += 1,
+            Err(code) => panic!("unexpected {code:?}"),
+        }
+    }
+    assert!(ok >= 1, "some writes went through");
+    assert!(exhausted >= 1, "some writes were pushed back ({ok} ok)");
+    // Not stuck: writes go through again.
+    for i in 0..5 {
+        put(&c, l, &format!("after{i}"), "v").await;
+    }
+    c.stop_all().await;
+}
