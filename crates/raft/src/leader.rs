@@ -30,6 +30,10 @@ pub(crate) struct LeaderState {
     /// (index, size) of entries appended in this term and not committed.
     pub(crate) uncommitted: VecDeque<(Index, u64)>,
     pub(crate) uncommitted_bytes: u64,
+    /// Proposals were appended since the last Ready: send them out when the
+    /// next Ready is taken, so that all proposals in between share one
+    /// AppendEntries per follower.
+    pub(crate) bcast_pending: bool,
 }
 
 impl<S: LogStore> RawNode<S> {
@@ -60,6 +64,7 @@ impl<S: LogStore> RawNode<S> {
             reads: ReadQueue::default(),
             uncommitted: VecDeque::new(),
             uncommitted_bytes: 0,
+            bcast_pending: false,
         }));
         self.leader = Some(self.id);
         self.election_elapsed = 0;
@@ -190,8 +195,11 @@ impl<S: LogStore> RawNode<S> {
         };
         let at = (entry.index, entry.term);
         self.leader_append(entry);
-        // The entries go out now; the leader's own fsync runs in parallel.
-        let _ = self.bcast_append(false);
+        // The entries go out with the next Ready (batched with any other
+        // proposal until then), while the leader's own fsync runs.
+        if let Some(l) = self.leader_state_mut() {
+            l.bcast_pending = true;
+        }
         Ok(at)
     }
 
@@ -209,6 +217,20 @@ impl<S: LogStore> RawNode<S> {
         }
     }
 
+    /// Whether proposals wait to be sent.
+    pub(crate) fn bcast_wanted(&self) -> bool {
+        self.leader_state().is_some_and(|l| l.bcast_pending)
+    }
+
+    /// Sends the proposals appended since the last Ready.
+    pub(crate) fn flush_bcast(&mut self) -> Result<()> {
+        match self.leader_state_mut() {
+            Some(l) if l.bcast_pending => l.bcast_pending = false,
+            _ => return Ok(()),
+        }
+        self.bcast_append(false)
+    }
+
     /// Sends each follower what it is missing (or, with `empty_ok`, at
     /// least an empty AppendEntries carrying the commit index).
     pub(crate) fn bcast_append(&mut self, empty_ok: bool) -> Result<()> {
@@ -224,7 +246,10 @@ impl<S: LogStore> RawNode<S> {
         for (id, lagging) in ids {
             // An empty AppendEntries only to tell a follower of a commit
             // index it has not heard of and can use.
-            self.send_append(id, empty_ok && lagging)?;
+            if self.send_append(id, empty_ok && lagging)? {
+                // Fill the in-flight window.
+                self.send_appends(id)?;
+            }
         }
         Ok(())
     }

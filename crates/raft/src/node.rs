@@ -274,6 +274,7 @@ impl<S: LogStore> RawNode<S> {
             || !self.read_states.is_empty()
             || self.log.commit.min(self.log.last_index()) > self.log.applying
             || self.read_round_wanted()
+            || self.bcast_wanted()
     }
 
     /// Takes the next [`Ready`]. Call [`RawNode::advance`] with it once it
@@ -284,6 +285,8 @@ impl<S: LogStore> RawNode<S> {
             return Ready::default();
         }
         self.flush_read_round();
+        // A store that cannot be read fails the next step loudly.
+        let _ = self.flush_bcast();
         self.ready_number += 1;
         let mut rd = Ready {
             number: self.ready_number,
