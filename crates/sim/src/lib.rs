@@ -131,6 +131,9 @@ pub struct Options {
     pub trace_messages: bool,
     /// Break something on purpose (see [`Sabotage`]).
     pub sabotage: Option<Sabotage>,
+    /// Call each node's own `check_invariants()` after every step (on by
+    /// default; off shows what the cluster-wide checkers catch alone).
+    pub core_invariants: bool,
 }
 
 impl Default for Options {
@@ -142,6 +145,7 @@ impl Default for Options {
             verbose: false,
             trace_messages: false,
             sabotage: None,
+            core_invariants: true,
         }
     }
 }
@@ -300,6 +304,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     };
     cluster.trace_messages = opts.trace_messages;
     cluster.local_reads = opts.sabotage == Some(Sabotage::LocalReads);
+    cluster.core_invariants = opts.core_invariants;
     for i in 0..opts.clients.min(limits::CLIENTS_MAX) {
         let mut client = Client::new(i, rng.fork(), timing.clone());
         client.new_seq_on_retry = opts.sabotage == Some(Sabotage::RetryWithNewSeq);

@@ -49,6 +49,10 @@ struct Args {
     /// local-reads or retry-new-seq.
     #[arg(long)]
     sabotage: Option<String>,
+    /// Do not call each node's own check_invariants() (to see what the
+    /// cluster-wide checkers catch alone).
+    #[arg(long)]
+    skip_core_invariants: bool,
 }
 
 #[derive(Default)]
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         verbose: args.verbose,
         trace_messages: args.trace_messages,
         sabotage,
+        core_invariants: !args.skip_core_invariants,
     };
     let replay = |seed: u64| {
         let mut s = format!("cargo run -p sim --release -- --seed {seed}");
