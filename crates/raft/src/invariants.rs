@@ -75,9 +75,16 @@ impl<S: LogStore> RawNode<S> {
                 log.offset, log.handed
             ));
         }
-        for (i, e) in log.unstable.iter().enumerate() {
-            if e.index != log.offset + i as Index {
-                return Err(format!("unstable entry {} at offset {i}", e.index));
+        // Appends keep the unstable entries contiguous; checking both ends
+        // keeps this check O(1) per step.
+        if let (Some(first), Some(last_e)) = (log.unstable.first(), log.unstable.last()) {
+            if first.index != log.offset
+                || last_e.index != log.offset + log.unstable.len() as Index - 1
+            {
+                return Err(format!(
+                    "unstable entries {}..={} at offset {}",
+                    first.index, last_e.index, log.offset
+                ));
             }
         }
         if let Some(leader) = self.leader {

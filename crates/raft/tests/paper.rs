@@ -460,3 +460,57 @@ fn malformed_append_entries_from_a_peer_are_ignored() {
     assert!(h.persisted_messages.is_empty());
     assert_eq!(n.status().last_index, 3);
 }
+
+#[test]
+fn batches_are_bounded_by_bytes_and_one_large_entry_still_goes_alone() {
+    let cfg = Config {
+        bytes_per_append_max: 150,
+        inflight_appends_max: 16,
+        ..config(1)
+    };
+    let mut c = Cluster::new(&[1, 2], &[], cfg);
+    let mut out = String::new();
+    c.node(1).unwrap().raw.campaign().unwrap();
+    c.stabilize(&mut out).unwrap();
+    let leader = &mut c.node(1).unwrap().raw;
+    for _ in 0..3 {
+        leader.propose(Bytes::from(vec![b'x'; 100])).unwrap();
+    }
+    leader.propose(Bytes::from(vec![b'y'; 400])).unwrap();
+    let rd = leader.ready();
+    let sizes: Vec<Vec<u64>> = rd
+        .messages
+        .iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::AppendEntries { entries, .. } => {
+                Some(entries.iter().map(|e| e.data.len() as u64).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    // 100-byte entries (117 bytes with their header) one per batch, and the
+    // 400-byte entry alone although it exceeds the limit.
+    assert_eq!(sizes, vec![vec![100], vec![100], vec![100], vec![400]]);
+    leader.store_mut().append(&rd.entries).unwrap();
+    leader.store_mut().sync().unwrap();
+    leader.advance(rd).unwrap();
+}
+
+#[test]
+fn proposals_beyond_the_uncommitted_limit_are_refused() {
+    let mut c = Cluster::new(&[1, 2, 3], &[], config(1));
+    let mut out = String::new();
+    c.node(1).unwrap().raw.campaign().unwrap();
+    c.stabilize(&mut out).unwrap();
+    let leader = &mut c.node(1).unwrap().raw;
+    let mut accepted = 0;
+    let refused = loop {
+        match leader.propose(Bytes::from_static(b"v")) {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted <= raft::limits::UNCOMMITTED_ENTRIES_MAX);
+    };
+    assert!(matches!(refused, ProposeError::TooManyPending { .. }));
+    assert_eq!(accepted, raft::limits::UNCOMMITTED_ENTRIES_MAX);
+}
