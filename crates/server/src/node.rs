@@ -512,6 +512,20 @@ impl Node {
     async fn handle_ready(&mut self, mut rd: Ready) -> Result<(), ServerError> {
         if let Some(ss) = rd.soft_state {
             let was_leader = self.role == Role::Leader;
+            if ss.role != self.role && matches!(ss.role, Role::Candidate | Role::PreCandidate) {
+                tracing::info!(node = self.id, role = %ss.role, term = self.raw.status().term,
+                    "election timeout: campaigning");
+            }
+            if ss.role == Role::Leader && self.role != Role::Leader {
+                let st = self.raw.status();
+                tracing::info!(
+                    node = self.id,
+                    term = st.term,
+                    commit = st.commit,
+                    last_index = st.last_index,
+                    "elected leader"
+                );
+            }
             if ss.leader != self.leader {
                 tracing::info!(node = self.id, leader = ?ss.leader, role = %ss.role,
                     term = self.raw.status().term, "leader changed");
