@@ -32,7 +32,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::history::{Operation, Time};
-use crate::limits::{explanation_ops_max, search_steps_max};
+use crate::limits::{EXPLANATION_OPS_MAX, SEARCH_STEPS_MAX};
 use crate::model::{Model, Partition};
 
 /// A history the checker cannot take.
@@ -70,7 +70,7 @@ pub struct Violation {
     /// How many operations the longest linearizable prefix found has.
     pub prefix_len: usize,
     /// The last operations of that prefix, in linearization order (at most
-    /// `explanation_ops_max`).
+    /// `EXPLANATION_OPS_MAX`).
     pub prefix_tail: Vec<String>,
     /// The model's state after the prefix.
     pub state: String,
@@ -143,7 +143,7 @@ pub struct Outcome {
 }
 
 /// Check `history` against `model` with the default step budget
-/// ([`search_steps_max`] per partition).
+/// ([`SEARCH_STEPS_MAX`] per partition).
 ///
 /// # Errors
 /// A malformed history (see [`HistoryError`]).
@@ -151,7 +151,7 @@ pub fn check<M: Model>(
     model: &M,
     history: Vec<Operation<M::Input, M::Output>>,
 ) -> Result<Outcome, HistoryError> {
-    check_with_budget(model, history, search_steps_max)
+    check_with_budget(model, history, SEARCH_STEPS_MAX)
 }
 
 /// Check `history` against `model`, giving up on a partition after
@@ -453,7 +453,7 @@ fn explain<M: Model>(
         .filter(|(op, d)| !**d && op.call <= horizon)
         .map(|(op, _)| model.describe(op))
         .collect();
-    let skip = best.len().saturating_sub(explanation_ops_max);
+    let skip = best.len().saturating_sub(EXPLANATION_OPS_MAX);
     Violation {
         partition: part.label.clone(),
         prefix_len: best.len(),

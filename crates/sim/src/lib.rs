@@ -27,6 +27,23 @@
 //! 3-node cluster that changes membership as it runs. All of them run with
 //! every fault enabled.
 //!
+//! The checks themselves are tested: [`invariants`] has unit tests that
+//! feed each checker a known-unsafe state, and two [`Sabotage`] modes break
+//! the simulator on purpose (reads answered locally without ReadIndex;
+//! retries outside the client session) so that tests can show the end
+//! checks reject the runs. `--skip-core-invariants` turns off the nodes'
+//! own `check_invariants()`, to see what the cluster-wide checkers catch by
+//! themselves when a protocol rule is broken in the core.
+//!
+//! # Command line
+//!
+//! ```text
+//! cargo run -p sim --release -- --seeds 300           # seeds 0..300, a table per scenario
+//! cargo run -p sim --release -- --seed 17 --verbose   # replay one seed, with its events
+//! cargo run -p sim --release -- --seed 17 --verbose --trace-messages
+//! cargo run -p sim --release -- --seeds 100 --nodes 5 # or --scenario membership
+//! ```
+//!
 //! ```no_run
 //! let report = sim::run(42, &sim::Options::default());
 //! assert!(report.violation.is_none(), "{}", report.summary());
