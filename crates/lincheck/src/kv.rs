@@ -114,7 +114,8 @@ impl Model for KvModel {
     /// One partition per key, in key order. Reads whose outcome is unknown
     /// are dropped: they constrain nothing. On a key that sees only appends
     /// and reads, an append of unknown outcome whose value no read contains
-    /// is dropped too (see [`drop_unseen_appends`]).
+    /// is dropped too (the soundness argument is in the source, at
+    /// `drop_unseen_appends`).
     fn partition(&self, history: Vec<KvOperation>) -> Vec<Partition<KvInput, KvOutput>> {
         let mut by_key: BTreeMap<Vec<u8>, Vec<KvOperation>> = BTreeMap::new();
         for op in history {
