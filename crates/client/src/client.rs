@@ -327,8 +327,11 @@ fn classify(status: &tonic::Status, route: Route) -> Failure {
 }
 
 fn is_connect_error(status: &tonic::Status) -> bool {
+    // Only failures before a request could be sent: tonic reports them as
+    // "tcp connect error", "connection refused" or "dns error". A reset or
+    // closed connection may have carried the request.
     let m = status.message().to_ascii_lowercase();
-    m.contains("connect") || m.contains("refused") || m.contains("dns")
+    m.contains("tcp connect") || m.contains("connection refused") || m.contains("dns error")
 }
 
 fn is_transport_error(status: &tonic::Status) -> bool {
@@ -511,6 +514,11 @@ mod tests {
                 in_doubt: false,
                 ..
             }
+        ));
+        let reset = tonic::Status::unavailable("connection reset");
+        assert!(matches!(
+            classify(&reset, Route::Leader),
+            Failure::Retry { in_doubt: true, .. }
         ));
         let bad = tonic::Status::invalid_argument("empty key");
         assert!(matches!(classify(&bad, Route::Leader), Failure::Final(_)));
