@@ -178,6 +178,40 @@ impl<'a> RecordReader<'a> {
         Ok(0)
     }
 
+    /// The record at `offset`, which the keydir says holds `key` with a
+    /// value of `value_size` bytes, checked like [`DataFile::read_value`]
+    /// checks it. Reads ahead, so ascending offsets read the file
+    /// sequentially.
+    pub fn record_at(
+        &mut self,
+        offset: u64,
+        key: &[u8],
+        value_size: u32,
+    ) -> Result<(RecordHeader, &[u8])> {
+        let len = format::record_len(key.len(), value_size as usize);
+        let path = &self.file.path;
+        if offset < format::HEADER_LEN as u64 || offset + len as u64 > self.len {
+            return Err(Error::corrupt(path, offset, "record past end of file"));
+        }
+        let start = self.fill(offset, len)?;
+        let record = &self.buf[start..start + len];
+        let path = &self.file.path;
+        let bad = |reason: &str| Err(Error::corrupt(path, offset, reason));
+        let Some(h) = RecordHeader::decode(record) else {
+            return bad("bad record header");
+        };
+        if !h.crc_ok(record) {
+            return bad("record checksum mismatch");
+        }
+        if h.len() != len
+            || h.flags & FLAG_TOMBSTONE != 0
+            || &record[format::RECORD_HEADER_LEN..format::RECORD_HEADER_LEN + key.len()] != key
+        {
+            return bad("record does not match the keydir");
+        }
+        Ok((h, record))
+    }
+
     /// The next record (its offset, header and whole encoded bytes), `None`
     /// at the end of the file, or the damage found at the current position.
     #[allow(clippy::type_complexity)]

@@ -158,10 +158,12 @@
 //!
 //! 1. Rotate the active file if it holds records, so everything written so
 //!    far is immutable. The inputs are *all* immutable files.
-//! 2. Copy each input record the keydir still points to into new output
-//!    files (same timestamp, flags cleared), with their hints. Tombstones are
-//!    dropped: every older record of their key is in an input too, so
-//!    nothing is left for them to hide.
+//! 2. Walk the keydir (a read lock per chunk of keys) for the entries that
+//!    point into the inputs, and copy those records, read in file and
+//!    offset order with their checks, into new output files (same
+//!    timestamp, flags cleared), with their hints. Dead records and
+//!    tombstones are never read, so they are dropped; dropping tombstones is
+//!    safe because every older record of their key is in an input too.
 //! 3. Make the outputs durable and rename them in (hint first). A crash
 //!    now leaves inputs and outputs both: the same records twice, resolved
 //!    by timestamp.

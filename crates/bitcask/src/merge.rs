@@ -1,8 +1,10 @@
 //! Merge: copy the live records of every immutable data file into new
 //! files, then switch over atomically. See the crate docs, "Merge".
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use crate::bitcask::{Bitcask, Entry, MergeStats};
 use crate::error::{Error, IoContext, Result};
 use crate::file::{self, DataFile, RecordReader};
-use crate::format::{self, HintEntry, FLAG_TOMBSTONE};
+use crate::format::{self, HintEntry};
 use crate::limits;
 use crate::recovery::{finish_merge, MANIFEST};
 
@@ -23,12 +25,24 @@ struct Output {
     hints: Vec<HintEntry>,
 }
 
+/// A live record of an input file, as the keydir showed it.
+struct Live {
+    file: u32,
+    offset: u32,
+    key: Arc<[u8]>,
+    entry: Entry,
+    /// Position in key order.
+    order: usize,
+}
+
 /// A record copied by the merge: its key, where it was, where it is now.
 struct Moved {
     key: Arc<[u8]>,
     from_file: u32,
     from_offset: u32,
     to: Entry,
+    /// Position in key order.
+    order: usize,
 }
 
 pub fn merge(db: &Bitcask) -> Result<MergeStats> {
@@ -75,46 +89,71 @@ pub fn merge(db: &Bitcask) -> Result<MergeStats> {
 }
 
 /// Copies every live record of `inputs` into new output files.
+///
+/// The live records are found by walking the keydir (in chunks of
+/// [`limits::merge_switch_keys_max`] keys per read lock) rather than by
+/// looking up every record's key, then read in file and offset order. Dead
+/// records and tombstones are never read. Tombstones are dropped: every
+/// older record of their key is in an input file too (a merge always takes
+/// all immutable files), so nothing is left for them to hide.
 fn copy_live(
     db: &Bitcask,
     inputs: &[Arc<DataFile>],
     outputs: &mut Vec<Output>,
 ) -> Result<(Vec<Moved>, MergeStats)> {
-    let mut moved = Vec::new();
     let mut stats = MergeStats::default();
+    let input_ids: BTreeSet<u32> = inputs.iter().map(|f| f.id).collect();
+    let mut live: Vec<Live> = Vec::new();
+    let mut after: Option<Arc<[u8]>> = None;
+    loop {
+        let s = db.read_state()?;
+        let start = match &after {
+            Some(k) => Bound::Excluded(&k[..]),
+            None => Bound::Unbounded,
+        };
+        let mut last = None;
+        for (k, e) in s
+            .keydir
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take(limits::merge_switch_keys_max)
+        {
+            if input_ids.contains(&e.file) {
+                live.push(Live {
+                    file: e.file,
+                    offset: e.offset,
+                    key: k.clone(),
+                    entry: *e,
+                    order: live.len(),
+                });
+            }
+            last = Some(k);
+        }
+        let Some(last) = last else { break };
+        after = Some(last.clone());
+    }
+    live.sort_unstable_by_key(|l| (l.file, l.offset));
+
+    let mut moved = Vec::with_capacity(live.len());
     let mut record = Vec::new();
+    let mut live = live.into_iter().peekable();
     for input in inputs {
         let mut reader = RecordReader::new(input)?;
         stats.bytes_in += reader.len;
-        loop {
-            let (offset, h, bytes) = match reader.next_record()? {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(bad) => return Err(Error::corrupt(&input.path, bad.offset, bad.reason)),
-            };
-            // Tombstones are dropped: every older record of their key is in
-            // an input file too (a merge always takes all immutable files),
-            // so nothing is left for them to hide.
-            if h.flags & FLAG_TOMBSTONE != 0 {
-                continue;
-            }
-            let key = &bytes[format::RECORD_HEADER_LEN..][..h.key_size as usize];
-            let live_key = {
-                let s = db.read_state()?;
-                match s.keydir.get_key_value(key) {
-                    Some((k, e)) if e.file == input.id && u64::from(e.offset) == offset => {
-                        Some(k.clone())
-                    }
-                    _ => None,
-                }
-            };
-            let Some(key) = live_key else { continue };
-            let value = &bytes[format::RECORD_HEADER_LEN + key.len()..];
+        while let Some(Live {
+            offset,
+            key,
+            entry: e,
+            order,
+            ..
+        }) = live.next_if(|l| l.file == input.id)
+        {
+            let (h, bytes) = reader.record_at(u64::from(offset), &key, e.value_size)?;
             record.clear();
             if h.flags == 0 {
                 record.extend_from_slice(bytes);
             } else {
                 // Clear the batch flag: the copy stands alone.
+                let value = &bytes[format::RECORD_HEADER_LEN + key.len()..];
                 format::encode_record(&mut record, h.timestamp, 0, &key, value);
             }
             let out = output_for(db, outputs, record.len() as u64)?;
@@ -138,11 +177,15 @@ fn copy_live(
             moved.push(Moved {
                 key,
                 from_file: input.id,
-                from_offset: offset as u32,
+                from_offset: offset,
                 to,
+                order,
             });
         }
     }
+    // Back in key order, so the switch's lookups walk the keydir in order
+    // (neighbouring keys share their path through the tree).
+    moved.sort_unstable_by_key(|m| m.order);
     Ok((moved, stats))
 }
 
