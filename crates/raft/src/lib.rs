@@ -33,6 +33,12 @@
 //! `ready`. Ticks, messages and proposals may arrive between `ready` and
 //! `advance`; what they produce goes into the next Ready.
 //!
+//! Batching: what happens between two Readies shares the next one. The
+//! leader sends every entry proposed since the last Ready in as few
+//! AppendEntries per follower as the batch limits allow (up to the in-flight
+//! window), and confirms every read waiting for leadership with one
+//! heartbeat round.
+//!
 //! Compaction: once the state machine has a snapshot of everything up to an
 //! applied index, [`RawNode::compact`] records it in the store and drops the
 //! log up to there.
