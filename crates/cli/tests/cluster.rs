@@ -599,3 +599,97 @@ async fn membership_changes_through_the_cli_while_a_client_writes() {
         assert!(keys.contains(k), "acknowledged {k} is missing");
     }
 }
+
+/// A base port with `n` consecutive free ports after it.
+fn free_port_run(n: u16) -> u16 {
+    for _ in 0..100 {
+        let base = free_ports(1)[0];
+        if base > u16::MAX - n {
+            continue;
+        }
+        let all_free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no run of {n} free ports");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_starts_a_cluster_in_one_command_and_stops_it_on_ctrl_c() {
+    let base = free_port_run(3);
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let out_path = dir.path().join("dev.out");
+    let out = match std::fs::File::create(&out_path) {
+        Ok(f) => f,
+        Err(e) => panic!("{e}"),
+    };
+    let mut dev = match Command::new(RAFTKV)
+        .args(["dev", "--nodes", "3", "--base-port", &base.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let t0 = Instant::now();
+    let banner = loop {
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if text.contains("Ctrl-C stops the cluster") {
+            break text;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = dev.kill();
+            panic!("no banner: {text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(banner.contains("leads"), "{banner}");
+    let endpoints: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect();
+    assert!(banner.contains(&endpoints[0]), "{banner}");
+    let run = |args: &[&str]| match Command::new(RAFTKV)
+        .args(args)
+        .args(["--endpoints", &endpoints.join(",")])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    };
+    let o = run(&["put", "hello", "world"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["get", "-q", "hello"]);
+    assert_eq!(stdout(&o).trim(), "world");
+
+    // Ctrl-C: every node stops, and dev exits 0.
+    if let Ok(pid) = libc::pid_t::try_from(dev.id()) {
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
+        // unreaped child's.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+    }
+    let t0 = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = dev.try_wait() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = dev.kill();
+            panic!("dev did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    for e in &endpoints {
+        assert!(
+            std::net::TcpStream::connect(e).is_err(),
+            "{e} still serving after dev stopped"
+        );
+    }
+}
