@@ -97,8 +97,8 @@ fn truncation_at_every_offset_of_the_last_records_recovers_a_prefix() {
     let end = cps[cps.len() - 1].len;
     assert!(original.len() as u64 > end, "the segment is preallocated");
     assert!(original[end as usize..].iter().all(|&b| b == 0));
-    // The last six records, and a cut into the header for good measure.
-    let from = cps[cps.len() - 7].len;
+    // The last five records, and a cut into the header for good measure.
+    let from = cps[cps.len() - 6].len;
     let mut cuts: Vec<u64> = (from..=end).collect();
     cuts.push(31);
     for cut in cuts {
@@ -169,15 +169,17 @@ fn single_bit_flips_are_detected_never_accepted() {
     let mut errors = 0;
     let mut truncated = 0;
     // Every written byte, and a sample of the preallocated zeros after them.
-    let bytes_to_flip = (0..end).chain((end..original.len()).step_by(97));
+    let bytes_to_flip = (0..end).chain((end..original.len()).step_by(251));
     for byte in bytes_to_flip {
         // Every bit of the header and of the last two records; elsewhere
-        // two bits per byte, rotating (all bits of length fields are hit
-        // over neighbouring records).
-        let bits: Vec<u32> = if byte < 32 || byte >= cps[cps.len() - 3].len as usize {
+        // one bit per byte, rotating (so every bit position of the length
+        // fields is hit across records); one bit per sampled zero byte.
+        let bits: Vec<u32> = if byte >= end {
+            vec![(byte % 8) as u32]
+        } else if byte < 32 || byte >= cps[cps.len() - 3].len as usize {
             (0..8).collect()
         } else {
-            vec![(byte % 8) as u32, ((byte + 3) % 8) as u32]
+            vec![(byte % 8) as u32]
         };
         for bit in bits {
             let mut bytes = original.clone();
@@ -218,7 +220,7 @@ fn single_bit_flips_are_detected_never_accepted() {
         }
     }
     eprintln!("bit flips: {errors} refused, {truncated} cut as torn tail");
-    assert!(errors > 1000);
+    assert!(errors > 800, "{errors}");
 }
 
 #[test]

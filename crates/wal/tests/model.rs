@@ -7,7 +7,7 @@
 //! of unsynced records, so the reopened WAL must equal one of those states
 //! (never anything else); the model then continues from that state.
 //!
-//! `WAL_MODEL_CASES` sets the number of cases (default 48).
+//! `WAL_MODEL_CASES` sets the number of cases (default 32).
 
 mod common;
 
@@ -247,7 +247,7 @@ fn cases() -> u32 {
     std::env::var("WAL_MODEL_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(48)
+        .unwrap_or(32)
 }
 
 proptest! {
