@@ -11,23 +11,21 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use lincheck::KvOperation;
 use raft::{
     ConfChange, Config, EntryKind, Index, LogStore, MemStore, Message, MessageBody, NodeId,
-    ProposeError, RawNode, Role,
+    RawNode, Role,
 };
 
-use crate::client::{
-    Client, ClientEvent, ClientIo, ClientMsg, ClientMsgBody, ClientReply, ClientRequest, OpStats,
-};
+use crate::client::{Client, ClientMsg, ClientMsgBody, ClientReply, OpStats};
 use crate::faults::FaultPlan;
 use crate::fsm::Fsm;
 use crate::invariants::{EntryId, Invariants};
-use crate::limits::{CLIENT_EVENTS_IN_FLIGHT_MAX, READS_WAITING_MAX};
+use crate::limits::READS_WAITING_MAX;
 use crate::net::Network;
-use crate::node::{PendingRead, PendingWrite, SimNode};
+use crate::node::SimNode;
 use crate::rng::Rng;
+use crate::serve::{send_client, serve_reads};
 use crate::trace::Fnv;
 use crate::{FaultStats, Time, TICK};
 
@@ -57,14 +55,14 @@ pub struct Cluster {
     pub clients: Vec<Client>,
     /// Client requests and replies in flight: (time, number) → message.
     pub client_queue: BTreeMap<(Time, u64), ClientMsg>,
-    client_sent: u64,
+    pub(crate) client_sent: u64,
     pub settings: NodeSettings,
     pub inv: Invariants,
     pub trace: Fnv,
     pub history: Vec<KvOperation>,
     pub ops: OpStats,
     pub faults: FaultStats,
-    next_read_ctx: u64,
+    pub(crate) next_read_ctx: u64,
     /// The first violation found; the run stops there.
     pub violation: Option<String>,
     pub verbose: bool,
@@ -498,129 +496,6 @@ impl Cluster {
         }
     }
 
-    // ---- Clients --------------------------------------------------------
-
-    fn deliver_client_msgs(&mut self) {
-        loop {
-            let Some(entry) = self.client_queue.first_entry() else {
-                return;
-            };
-            if entry.key().0 > self.now {
-                return;
-            }
-            let msg = entry.remove();
-            self.trace.u64(self.now);
-            self.trace.u64(msg.client as u64);
-            self.trace.u64(msg.op);
-            self.trace.u64(msg.node);
-            match msg.body {
-                ClientMsgBody::Request(req) => {
-                    self.client_request(msg.client, msg.op, msg.node, req)
-                }
-                ClientMsgBody::Reply(reply) => {
-                    let nodes = self.live_ids();
-                    let mut out = Vec::new();
-                    let mut events = Vec::new();
-                    if let Some(c) = self.clients.get_mut(msg.client) {
-                        let mut io = ClientIo {
-                            nodes: &nodes,
-                            stats: &mut self.ops,
-                            out: &mut out,
-                            events: &mut events,
-                        };
-                        c.on_reply(self.now, msg.op, msg.node, reply, &mut io);
-                    }
-                    self.client_out(out, events);
-                }
-            }
-        }
-    }
-
-    fn client_request(&mut self, client: usize, op: u64, node: NodeId, req: ClientRequest) {
-        let now = self.now;
-        let Some(n) = self.nodes.get_mut(&node) else {
-            return;
-        };
-        let Some(raw) = &mut n.raw else {
-            return; // A down node answers nothing.
-        };
-        n.dirty = true;
-        let reply = match req {
-            ClientRequest::Write(request) => match raw.propose(Bytes::from(request.encode())) {
-                Ok((index, term)) => {
-                    n.pending_writes
-                        .insert(index, PendingWrite { term, client, op });
-                    None
-                }
-                Err(ProposeError::NotLeader { leader }) => Some(ClientReply::NotLeader(leader)),
-                Err(_) => Some(ClientReply::Failed),
-            },
-            ClientRequest::Read(key) if self.local_reads => match n.fsm.get(&key) {
-                Ok(v) => Some(ClientReply::Read(v)),
-                Err(_) => Some(ClientReply::Failed),
-            },
-            ClientRequest::Read(key) => {
-                let ctx = self.next_read_ctx;
-                self.next_read_ctx += 1;
-                match raw.read_index(ctx) {
-                    Ok(()) => {
-                        n.pending_reads.insert(ctx, PendingRead { client, op, key });
-                        None
-                    }
-                    Err(raft::Error::NotLeader { leader }) => Some(ClientReply::NotLeader(leader)),
-                    Err(raft::Error::NoLeader) => Some(ClientReply::NotLeader(None)),
-                    Err(_) => Some(ClientReply::Failed),
-                }
-            }
-        };
-        if let Some(reply) = reply {
-            let msg = ClientMsg {
-                client,
-                op,
-                node,
-                body: ClientMsgBody::Reply(reply),
-            };
-            send_client(
-                &mut self.client_queue,
-                &mut self.client_sent,
-                &mut self.rng,
-                now,
-                msg,
-            );
-        }
-    }
-
-    fn clients_act(&mut self) {
-        let nodes = self.live_ids();
-        let mut out = Vec::new();
-        let mut events = Vec::new();
-        let mut io = ClientIo {
-            nodes: &nodes,
-            stats: &mut self.ops,
-            out: &mut out,
-            events: &mut events,
-        };
-        for c in &mut self.clients {
-            c.act(self.now, self.quiet, &mut io);
-        }
-        self.client_out(out, events);
-    }
-
-    fn client_out(&mut self, out: Vec<ClientMsg>, events: Vec<ClientEvent>) {
-        for m in out {
-            send_client(
-                &mut self.client_queue,
-                &mut self.client_sent,
-                &mut self.rng,
-                self.now,
-                m,
-            );
-        }
-        for ClientEvent::Finished(op) in events {
-            self.history.push(op);
-        }
-    }
-
     // ---- Checks ---------------------------------------------------------
 
     fn check_node(&mut self, id: NodeId) {
@@ -735,53 +610,6 @@ fn check_commit(
         i += 1;
     }
     Ok(())
-}
-
-/// Serves the reads whose index the state machine has reached.
-fn serve_reads(
-    id: NodeId,
-    fsm: &Fsm,
-    pending: &mut BTreeMap<u64, PendingRead>,
-    waiting: &mut Vec<(Index, u64)>,
-    replies: &mut Vec<ClientMsg>,
-    errors: &mut Vec<String>,
-) {
-    let applied = fsm.applied();
-    let mut keep = Vec::new();
-    for (index, ctx) in std::mem::take(waiting) {
-        if index > applied {
-            keep.push((index, ctx));
-            continue;
-        }
-        let Some(r) = pending.remove(&ctx) else {
-            continue;
-        };
-        match fsm.get(&r.key) {
-            Ok(v) => replies.push(ClientMsg {
-                client: r.client,
-                op: r.op,
-                node: id,
-                body: ClientMsgBody::Reply(ClientReply::Read(v)),
-            }),
-            Err(e) => errors.push(format!("node {id}: read: {e}")),
-        }
-    }
-    *waiting = keep;
-}
-
-fn send_client(
-    queue: &mut BTreeMap<(Time, u64), ClientMsg>,
-    sent: &mut u64,
-    rng: &mut Rng,
-    now: Time,
-    msg: ClientMsg,
-) {
-    if queue.len() >= CLIENT_EVENTS_IN_FLIGHT_MAX || rng.chance(10) {
-        return; // Lost on the way.
-    }
-    *sent += 1;
-    let at = now + rng.range(1, 20);
-    queue.insert((at, *sent), msg);
 }
 
 /// Feeds the fields of a delivered message that matter into the trace.

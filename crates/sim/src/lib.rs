@@ -61,6 +61,7 @@ pub mod rng;
 pub mod trace;
 
 mod end;
+mod serve;
 
 use std::fmt;
 
