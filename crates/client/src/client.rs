@@ -242,20 +242,20 @@ impl Client {
         }
     }
 
-    /// One attempt at one node, retried only until the deadline while the
-    /// node cannot be reached (status of a given node, snapshot of a node).
-    pub(crate) async fn call_node<T, F, Fut>(&self, addr: &str, mut attempt: F) -> Result<T>
+    /// One attempt at one node, no retry, no redirect (status of a given
+    /// node, snapshot of a node), given at most `budget`.
+    pub(crate) async fn call_node<T, F, Fut>(
+        &self,
+        addr: &str,
+        budget: Duration,
+        mut attempt: F,
+    ) -> Result<T>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let addr = normalize_endpoint(addr)?;
         let channel = self.inner.channel(&addr)?;
-        let budget = self
-            .inner
-            .config
-            .attempt_timeout
-            .min(self.inner.config.deadline);
         match tokio::time::timeout(budget, attempt(channel)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(match classify(&status, Route::Any) {

@@ -48,7 +48,9 @@ impl Client {
     /// reached, [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded)
     /// when it does not answer within the attempt timeout.
     pub async fn status_of(&self, addr: &str) -> Result<StatusResponse> {
-        self.call_node(addr, |channel| async move {
+        let config = self.config();
+        let budget = config.attempt_timeout.min(config.deadline);
+        self.call_node(addr, budget, |channel| async move {
             cluster_client(channel).status(StatusRequest {}).await
         })
         .await
@@ -164,12 +166,15 @@ impl Client {
         .await
     }
 
-    /// Makes the node at `addr` snapshot its state and compact its log.
+    /// Makes the node at `addr` snapshot its state and compact its log. A
+    /// snapshot of a big state takes a while: this waits up to the whole
+    /// deadline.
     ///
     /// # Errors
     /// As [`status_of`](Client::status_of), plus what the node answers.
     pub async fn snapshot_of(&self, addr: &str) -> Result<SnapshotResponse> {
-        self.call_node(addr, |channel| async move {
+        let budget = self.config().deadline;
+        self.call_node(addr, budget, |channel| async move {
             cluster_client(channel).snapshot(SnapshotRequest {}).await
         })
         .await
