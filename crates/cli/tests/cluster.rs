@@ -693,3 +693,95 @@ async fn dev_starts_a_cluster_in_one_command_and_stops_it_on_ctrl_c() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_applies_once() {
+    use client::pb::kv_client::KvClient;
+    let cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let addr = cluster.nodes[leader].addr.clone();
+    let channel = match tonic::transport::Channel::from_shared(format!("http://{addr}")) {
+        Ok(e) => e.connect().await,
+        Err(e) => panic!("{e}"),
+    };
+    let mut kv = match channel {
+        Ok(c) => KvClient::new(c),
+        Err(e) => panic!("{e}"),
+    };
+    let session = kv
+        .register_session(client::pb::RegisterSessionRequest {})
+        .await
+        .map(|r| r.into_inner().client_id);
+    let client_id = match session {
+        Ok(id) => id,
+        Err(e) => panic!("{e}"),
+    };
+    let append = client::pb::AppendRequest {
+        key: "log".into(),
+        value: "+a".into(),
+        client_id,
+        seq: 1,
+    };
+    // The same write sent twice, as a client does when a reply is lost.
+    let first = kv.append(append.clone()).await.map(|r| r.into_inner());
+    let again = kv.append(append).await.map(|r| r.into_inner());
+    let (first, again) = match (first, again) {
+        (Ok(a), Ok(b)) => (a, b),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.index, again.index, "the retry was applied again");
+    assert_eq!((first.version, again.version), (1, 1));
+    let next = client::pb::AppendRequest {
+        key: "log".into(),
+        value: "+b".into(),
+        client_id,
+        seq: 2,
+    };
+    assert!(kv.append(next).await.is_ok());
+    let c = cluster.client();
+    let value = c.get("log").await.ok().flatten().map(|kv| kv.value);
+    assert_eq!(value.as_deref(), Some(&b"+a+b"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_through_a_paused_leader_apply_exactly_once() {
+    let cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let pid = match cluster.nodes[leader].child.as_ref().map(Child::id) {
+        Some(p) => p as libc::pid_t,
+        None => panic!("leader not running"),
+    };
+    let config = ClientConfig {
+        deadline: Duration::from_secs(20),
+        attempt_timeout: Duration::from_millis(300),
+        ..ClientConfig::default()
+    };
+    let c = match Client::connect(cluster.endpoints(), config) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(c.put("log", "").await.is_ok());
+    let mut expected = String::new();
+    for (i, part) in ["+a", "+b", "+c"].iter().enumerate() {
+        let c2 = c.clone();
+        let append = tokio::spawn(async move { c2.append("log", *part).await });
+        // Pause the (old) leader while the append may be in flight, long
+        // enough for an election, then let it go on.
+        tokio::time::sleep(Duration::from_millis(5 * i as u64)).await;
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
+        // unreaped child's.
+        unsafe {
+            libc::kill(pid, libc::SIGSTOP);
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+        }
+        let r = append.await;
+        assert!(matches!(r, Ok(Ok(_))), "{r:?}\n{}", cluster.logs());
+        expected.push_str(part);
+    }
+    let value = c.get("log").await.ok().flatten().map(|kv| kv.value);
+    assert_eq!(value.as_deref(), Some(expected.as_bytes()));
+}
