@@ -27,12 +27,28 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::exit::CliError;
 
+const AFTER_HELP: &str = "\
+Quick start:
+  raftkv dev                  # a local 3-node cluster; Ctrl-C stops it
+  raftkv put greeting hello   # in another terminal
+  raftkv get greeting
+  raftkv status
+
+Exit codes: 0 ok, 1 failed, 2 bad input, 3 key not found (get),
+4 compare failed (cas), 5 cluster unavailable or timed out.";
+
 /// The dev cluster's client endpoints, the default `--endpoints`.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
 
 /// raftkv: a distributed, strongly consistent key-value store built on Raft.
 #[derive(Debug, Parser)]
-#[command(name = "raftkv", version, about, propagate_version = true)]
+#[command(
+    name = "raftkv",
+    version,
+    about = "raftkv: a distributed, strongly consistent key-value store built on Raft",
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
