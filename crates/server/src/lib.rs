@@ -204,6 +204,7 @@ pub async fn run_with_listener(
         seed: seed_rng,
         ..raft::Config::new(id)
     };
+    let synced_hs = wal.hard_state();
     let raw = raft::RawNode::new(rc, wal).map_err(|e| ServerError::Raft(e.to_string()))?;
     {
         let st = raw.status();
@@ -273,6 +274,7 @@ pub async fn run_with_listener(
         next_read_ctx: 0,
         role: raft::Role::Follower,
         leader: None,
+        synced_term_vote: (synced_hs.term, synced_hs.vote),
     };
 
     let msg_max = config.limits.grpc_message_size_max;

@@ -234,6 +234,8 @@ pub(crate) struct Node {
     pub next_read_ctx: u64,
     pub role: Role,
     pub leader: Option<u64>,
+    /// The term and vote of the last hard state known durable.
+    pub synced_term_vote: (Term, Option<u64>),
 }
 
 impl Node {
@@ -602,13 +604,21 @@ impl Node {
             self.transport.send(m);
         }
         // 4. Sync (on a blocking thread), then the messages that need it.
-        if !rd.entries.is_empty() || rd.hard_state.is_some() {
+        // A hard state whose term and vote are unchanged only moved the
+        // commit index, which needs no durability (losing it is safe): it
+        // rides along with the next sync instead of costing an fsync.
+        let vote_changed = rd
+            .hard_state
+            .is_some_and(|hs| (hs.term, hs.vote) != self.synced_term_vote);
+        if !rd.entries.is_empty() || vote_changed {
             let h = self.raw.store_mut().sync_handle().map_err(storage)?;
             let synced = tokio::task::spawn_blocking(move || h.sync())
                 .await
                 .map_err(|e| ServerError::Task(format!("WAL sync thread: {e}")))?
                 .map_err(storage)?;
             self.raw.store_mut().mark_durable(synced).map_err(storage)?;
+            let hs = self.raw.store().hard_state();
+            self.synced_term_vote = (hs.term, hs.vote);
         }
         for m in std::mem::take(&mut rd.persisted_messages) {
             self.transport.send(m);

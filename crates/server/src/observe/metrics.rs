@@ -1,0 +1,185 @@
+//! The metrics a node exports, and the one-line helpers the rest of the
+//! server calls at each event.
+//!
+//! Metrics go through the `metrics` facade into one process-wide Prometheus
+//! recorder ([`prometheus`]); every series carries a `node` label, so
+//! several nodes in one process (tests) stay apart. Histograms are rendered
+//! as Prometheus histograms with the buckets of [`LATENCY_BUCKETS`] (seconds)
+//! or [`BYTES_BUCKETS`].
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `raftkv_role` (0 follower, 1 pre-candidate, 2 candidate, 3 leader, 4 learner) | gauge | node |
+//! | `raftkv_term`, `raftkv_leader_id`, `raftkv_commit_index`, `raftkv_applied_index`, `raftkv_last_log_index`, `raftkv_snapshot_index` | gauge | node |
+//! | `raftkv_leader_changes_total` | counter | node |
+//! | `raftkv_proposals_total` | counter | node, result = ok / dropped |
+//! | `raftkv_messages_sent_total` | counter | node, type |
+//! | `raftkv_append_entries_rejected_total` | counter | node |
+//! | `raftkv_follower_match_lag` (leader only: last log index − match index) | gauge | node, follower |
+//! | `raftkv_wal_append_seconds`, `raftkv_wal_fsync_seconds`, `raftkv_apply_seconds`, `raftkv_read_index_seconds` | histogram | node |
+//! | `raftkv_snapshot_sends_total`, `raftkv_snapshot_installs_total` | counter | node, result |
+//! | `raftkv_snapshot_send_seconds`, `raftkv_snapshot_install_seconds` | histogram | node |
+//! | `raftkv_snapshot_bytes` | histogram | node, direction = sent / received |
+//! | `raftkv_grpc_requests_total` | counter | node, method, code |
+//! | `raftkv_grpc_request_seconds` | histogram | node, method |
+//! | `raftkv_wal_bytes` | gauge | node |
+//! | `raftkv_bitcask_bytes` | gauge | node, kind = live / dead / disk |
+//! | `raftkv_keys`, `raftkv_sessions` | gauge | node |
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: 50 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// Size buckets, in bytes: 1 KiB to 1 GiB.
+pub const BYTES_BUCKETS: &[f64] = &[
+    1024.0,
+    16384.0,
+    262144.0,
+    1048576.0,
+    16777216.0,
+    268435456.0,
+    1073741824.0,
+];
+
+/// The process-wide Prometheus recorder, installed on first use. `None` if
+/// another recorder was installed first (then nothing is exported).
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES_BUCKETS)
+                .and_then(|b| b.set_buckets(LATENCY_BUCKETS))
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn node(id: u64) -> String {
+    id.to_string()
+}
+
+/// A message of `kind` was handed to the transport.
+pub fn message_sent(id: u64, kind: &'static str) {
+    counter!("raftkv_messages_sent_total", "node" => node(id), "type" => kind).increment(1);
+}
+
+/// A follower rejected our AppendEntries (log mismatch).
+pub fn append_rejected(id: u64) {
+    counter!("raftkv_append_entries_rejected_total", "node" => node(id)).increment(1);
+}
+
+/// Entries were appended to the WAL (buffered, before the fsync).
+pub fn wal_append(id: u64, took: Duration) {
+    histogram!("raftkv_wal_append_seconds", "node" => node(id)).record(took.as_secs_f64());
+}
+
+/// The WAL was fsynced.
+pub fn wal_fsync(id: u64, took: Duration) {
+    histogram!("raftkv_wal_fsync_seconds", "node" => node(id)).record(took.as_secs_f64());
+}
+
+/// A batch of committed entries was applied to the state machine.
+pub fn applied(id: u64, took: Duration, sessions: usize) {
+    histogram!("raftkv_apply_seconds", "node" => node(id)).record(took.as_secs_f64());
+    gauge!("raftkv_sessions", "node" => node(id)).set(sessions as f64);
+}
+
+/// A ReadIndex round finished (leadership confirmed and applied caught up).
+pub fn read_index(id: u64, took: Duration) {
+    histogram!("raftkv_read_index_seconds", "node" => node(id)).record(took.as_secs_f64());
+}
+
+/// A snapshot was sent to a follower (or failed to be).
+pub fn snapshot_sent(id: u64, ok: bool, took: Duration, bytes: u64) {
+    let result = if ok { "ok" } else { "error" };
+    counter!("raftkv_snapshot_sends_total", "node" => node(id), "result" => result).increment(1);
+    histogram!("raftkv_snapshot_send_seconds", "node" => node(id)).record(took.as_secs_f64());
+    if ok {
+        histogram!("raftkv_snapshot_bytes", "node" => node(id), "direction" => "sent")
+            .record(bytes as f64);
+    }
+}
+
+/// A snapshot from the leader was installed (or failed to be).
+pub fn snapshot_installed(id: u64, ok: bool, took: Duration, bytes: u64) {
+    let result = if ok { "ok" } else { "error" };
+    counter!("raftkv_snapshot_installs_total", "node" => node(id), "result" => result)
+        .increment(1);
+    histogram!("raftkv_snapshot_install_seconds", "node" => node(id)).record(took.as_secs_f64());
+    if ok {
+        histogram!("raftkv_snapshot_bytes", "node" => node(id), "direction" => "received")
+            .record(bytes as f64);
+    }
+}
+
+/// The leader this node knows changed (to `None` too).
+pub fn leader_changed(id: u64) {
+    counter!("raftkv_leader_changes_total", "node" => node(id)).increment(1);
+}
+
+/// A gRPC call finished with `code` (the gRPC status code name).
+pub fn grpc_request(id: u64, method: &str, code: &'static str, took: Duration) {
+    counter!("raftkv_grpc_requests_total", "node" => node(id), "method" => method.to_string(),
+        "code" => code)
+    .increment(1);
+    histogram!("raftkv_grpc_request_seconds", "node" => node(id), "method" => method.to_string())
+        .record(took.as_secs_f64());
+}
+
+/// A client write finished: committed and applied (`ok`) or not.
+pub fn proposal(id: u64, ok: bool) {
+    let result = if ok { "ok" } else { "dropped" };
+    counter!("raftkv_proposals_total", "node" => node(id), "result" => result).increment(1);
+}
+
+/// Scrape-time gauges of the Raft core.
+pub struct CoreGauges {
+    pub role: f64,
+    pub term: u64,
+    pub leader: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_index: u64,
+    pub snapshot_index: u64,
+    /// (follower, lag) for every other member, on the leader.
+    pub lags: Vec<(u64, u64)>,
+}
+
+/// Sets the core's gauges.
+pub fn set_core(id: u64, g: &CoreGauges) {
+    gauge!("raftkv_role", "node" => node(id)).set(g.role);
+    gauge!("raftkv_term", "node" => node(id)).set(g.term as f64);
+    gauge!("raftkv_leader_id", "node" => node(id)).set(g.leader as f64);
+    gauge!("raftkv_commit_index", "node" => node(id)).set(g.commit as f64);
+    gauge!("raftkv_applied_index", "node" => node(id)).set(g.applied as f64);
+    gauge!("raftkv_last_log_index", "node" => node(id)).set(g.last_index as f64);
+    gauge!("raftkv_snapshot_index", "node" => node(id)).set(g.snapshot_index as f64);
+    for (f, lag) in &g.lags {
+        gauge!("raftkv_follower_match_lag", "node" => node(id), "follower" => f.to_string())
+            .set(*lag as f64);
+    }
+}
+
+/// Sets the storage gauges.
+pub fn set_storage(id: u64, wal_bytes: u64, engine: Option<&bitcask::Status>) {
+    gauge!("raftkv_wal_bytes", "node" => node(id)).set(wal_bytes as f64);
+    if let Some(s) = engine {
+        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "live").set(s.live_bytes as f64);
+        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "dead").set(s.dead_bytes as f64);
+        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "disk").set(s.disk_bytes as f64);
+        gauge!("raftkv_keys", "node" => node(id)).set(s.keys as f64);
+    }
+}
