@@ -1,0 +1,387 @@
+//! The nemesis: carries out a [`Schedule`] against a running [`Cluster`],
+//! heals after each step, and logs what it did.
+//!
+//! Healing a step restarts the nodes it killed (on their data), resumes the
+//! ones it paused and removes every cut. A membership change runs inside
+//! its step: remove the node, *confirm* through `Members` that it is gone
+//! (only then is wiping its disk safe: a voter's disk is never wiped), kill
+//! it, wipe its data, restart it with `--join`, add it as a learner, wait
+//! until it has caught up, promote it. A change left half-done (a timeout)
+//! is finished by [`Nemesis::repair_membership`] after the last step.
+//!
+//! Nemesis actions that fail (a transfer the leader refuses, a remove that
+//! times out) are logged and counted, not treated as violations: under
+//! faults the cluster may rightly refuse them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use client::{Client, Role};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+use crate::error::Result;
+use crate::net::Firewall;
+use crate::schedule::{partition_cuts, pick_node, Fault, FaultKind, Schedule};
+use crate::workload::client_config;
+
+/// One thing the nemesis did, for the run's log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// Milliseconds since the workload started.
+    pub at_ms: u64,
+    pub what: String,
+}
+
+/// Runs faults against a cluster (see the module docs).
+pub struct Nemesis<'a> {
+    pub cluster: &'a mut Cluster,
+    pub firewall: Option<&'a mut Firewall>,
+    admin: Client,
+    clock: Instant,
+    pub events: Vec<Event>,
+    /// Faults injected, by kind.
+    pub injected: BTreeMap<FaultKind, usize>,
+    /// Faults that could not be carried out (no leader known, no firewall,
+    /// a refused change), by kind.
+    pub skipped: BTreeMap<FaultKind, usize>,
+    /// Nodes to restart / resume when the step heals.
+    killed: Vec<u64>,
+    paused: Vec<u64>,
+}
+
+impl<'a> Nemesis<'a> {
+    /// A nemesis over `cluster`, using `firewall` for partitions when given.
+    ///
+    /// # Errors
+    /// A client error building the admin client.
+    pub fn new(
+        cluster: &'a mut Cluster,
+        firewall: Option<&'a mut Firewall>,
+        clock: Instant,
+    ) -> Result<Nemesis<'a>> {
+        let admin = Client::connect(cluster.endpoints(), client_config(Duration::from_secs(3)))?;
+        Ok(Nemesis {
+            cluster,
+            firewall,
+            admin,
+            clock,
+            events: Vec::new(),
+            injected: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            killed: Vec::new(),
+            paused: Vec::new(),
+        })
+    }
+
+    fn log(&mut self, what: impl Into<String>) {
+        let at_ms = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let what = what.into();
+        tracing::info!(at_ms, "nemesis: {what}");
+        self.events.push(Event { at_ms, what });
+    }
+
+    fn skip(&mut self, kind: FaultKind, why: impl Into<String>) {
+        *self.skipped.entry(kind).or_default() += 1;
+        self.log(format!("{} skipped: {}", kind.name(), why.into()));
+    }
+
+    fn done(&mut self, kind: FaultKind, what: impl Into<String>) {
+        *self.injected.entry(kind).or_default() += 1;
+        self.log(format!("{}: {}", kind.name(), what.into()));
+    }
+
+    /// Runs every step of `schedule` whose start is before `stop` turns
+    /// true, healing after each.
+    pub async fn run(&mut self, schedule: &Schedule, stop: &watch::Receiver<bool>) {
+        for step in &schedule.steps {
+            let start = self.clock + Duration::from_millis(step.start_ms);
+            if !sleep_until(start, stop).await {
+                break;
+            }
+            for fault in &step.faults {
+                self.inject(*fault).await;
+            }
+            let end = start + Duration::from_millis(step.hold_ms);
+            let interrupted = !sleep_until(end, stop).await;
+            self.heal().await;
+            self.note_crashes();
+            if interrupted {
+                break;
+            }
+        }
+    }
+
+    /// Logs nodes that exited without being killed by the nemesis and
+    /// returns them (a crash is a failure of the run).
+    pub fn note_crashes(&mut self) -> Vec<(u64, String)> {
+        let crashed = self.cluster.reap_exited();
+        for (id, how) in &crashed {
+            self.log(format!("node {id} exited on its own: {how}"));
+        }
+        crashed
+    }
+
+    /// The node that leads, as the nodes that answer report it: the leader
+    /// with the highest term.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for id in self.cluster.ids() {
+            if !self.cluster.is_running(id) || self.cluster.is_paused(id) {
+                continue;
+            }
+            let addr = self.cluster.addr(id);
+            let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_millis(700), self.admin.status_of(&addr)).await
+            else {
+                continue;
+            };
+            if s.role == Role::Leader as i32 && best.is_none_or(|(t, _)| s.term > t) {
+                best = Some((s.term, s.id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// Nodes up and not paused, not already hit in this step.
+    fn healthy(&self) -> Vec<u64> {
+        self.cluster
+            .ids()
+            .into_iter()
+            .filter(|&id| self.cluster.is_running(id) && !self.cluster.is_paused(id))
+            .collect()
+    }
+
+    async fn inject(&mut self, fault: Fault) {
+        let kind = fault.kind;
+        let leader = self.leader().await;
+        let healthy = self.healthy();
+        match kind {
+            FaultKind::KillRandom | FaultKind::KillLeader => {
+                let target = if kind == FaultKind::KillLeader {
+                    leader
+                } else {
+                    pick_node(&healthy, fault.pick, &[])
+                };
+                let Some(id) = target.filter(|id| healthy.contains(id)) else {
+                    return self.skip(kind, "no target (no leader known)");
+                };
+                match self.cluster.kill(id).await {
+                    Ok(()) => {
+                        self.killed.push(id);
+                        self.done(kind, format!("SIGKILL node {id}"));
+                    }
+                    Err(e) => self.skip(kind, e.to_string()),
+                }
+            }
+            FaultKind::PauseLeader | FaultKind::PauseRandom => {
+                let target = if kind == FaultKind::PauseLeader {
+                    leader
+                } else {
+                    pick_node(&healthy, fault.pick, &[])
+                };
+                let Some(id) = target.filter(|id| healthy.contains(id)) else {
+                    return self.skip(kind, "no target (no leader known)");
+                };
+                match self.cluster.pause(id) {
+                    Ok(()) => {
+                        self.paused.push(id);
+                        self.done(kind, format!("SIGSTOP node {id}"));
+                    }
+                    Err(e) => self.skip(kind, e.to_string()),
+                }
+            }
+            FaultKind::IsolateLeader
+            | FaultKind::MajorityMinority
+            | FaultKind::Bridge
+            | FaultKind::OneWay => {
+                let cuts = partition_cuts(kind, &self.cluster.ids(), leader, fault.pick);
+                let Some(fw) = self.firewall.as_deref_mut() else {
+                    return self.skip(kind, "no firewall");
+                };
+                if cuts.is_empty() {
+                    return self.skip(kind, "no leader known");
+                }
+                let shown: Vec<String> = cuts.iter().map(|(a, b)| format!("{a}->{b}")).collect();
+                match fw.set_cuts(cuts) {
+                    Ok(()) => self.done(kind, format!("drop {}", shown.join(" "))),
+                    Err(e) => self.skip(kind, e.to_string()),
+                }
+            }
+            FaultKind::TransferLeader => {
+                let Some(from) = leader else {
+                    return self.skip(kind, "no leader known");
+                };
+                let Some(to) = pick_node(&healthy, fault.pick, &[from]).filter(|&t| t != from)
+                else {
+                    return self.skip(kind, "no other node");
+                };
+                match self.admin.transfer_leader(to).await {
+                    Ok(r) => self.done(kind, format!("{from} -> {to}, leader now {}", r.leader_id)),
+                    Err(e) => self.skip(kind, format!("{from} -> {to}: {e}")),
+                }
+            }
+            FaultKind::Membership => {
+                let avoid: Vec<u64> = leader.into_iter().collect();
+                let Some(id) = pick_node(&healthy, fault.pick, &avoid) else {
+                    return self.skip(kind, "no target");
+                };
+                match self.readd(id).await {
+                    Ok(how) => self.done(kind, how),
+                    Err(why) => self.skip(kind, format!("node {id}: {why}")),
+                }
+            }
+        }
+    }
+
+    /// Whether `id` is a member (`Some(learner?)`), per the leader.
+    async fn membership_of(&self, id: u64) -> std::result::Result<Option<bool>, String> {
+        let members = self.admin.members().await.map_err(|e| e.to_string())?;
+        Ok(members
+            .members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.learner))
+    }
+
+    /// Remove node `id`, wipe it, add it back as a learner, promote it.
+    async fn readd(&mut self, id: u64) -> std::result::Result<String, String> {
+        if let Err(e) = self.admin.remove(id).await {
+            self.log(format!("membership: remove {id} answered {e}"));
+        }
+        // Wipe only a node that is certainly no member.
+        match self.membership_of(id).await? {
+            None => {}
+            Some(_) => return Err("remove not confirmed; not wiping a member".into()),
+        }
+        self.log(format!("membership: node {id} removed; wiping it"));
+        self.cluster.kill(id).await.map_err(|e| e.to_string())?;
+        self.cluster.wipe(id).map_err(|e| e.to_string())?;
+        self.cluster.start(id, true).map_err(|e| e.to_string())?;
+        self.finish_readd(id).await?;
+        Ok(format!("node {id} removed, wiped, re-added and promoted"))
+    }
+
+    /// Adds `id` as a learner if it is no member, waits for it to catch
+    /// up, promotes it if it is a learner.
+    async fn finish_readd(&mut self, id: u64) -> std::result::Result<(), String> {
+        let addr = self.cluster.addr(id);
+        if self.membership_of(id).await?.is_none() {
+            let added = self.admin.add_learner(id, &addr).await;
+            if let Err(e) = added {
+                if !matches!(e, client::Error::AlreadyExists(_)) {
+                    return Err(format!("add learner: {e}"));
+                }
+            }
+        }
+        // Catch-up: the learner's applied index reaches the leader's commit.
+        let target = self
+            .admin
+            .status()
+            .await
+            .map(|s| s.commit_index)
+            .unwrap_or(0);
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(s) = self.admin.status_of(&addr).await {
+                if s.applied_index >= target {
+                    break;
+                }
+            }
+            if Instant::now() >= until {
+                return Err(format!("learner {id} did not catch up to {target}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if self.membership_of(id).await? == Some(true) {
+            self.admin
+                .promote(id)
+                .await
+                .map_err(|e| format!("promote: {e}"))?;
+        }
+        match self.membership_of(id).await? {
+            Some(false) => Ok(()),
+            other => Err(format!("after promote, membership is {other:?}")),
+        }
+    }
+
+    /// Heals the step: restarts killed nodes, resumes paused ones, removes
+    /// the cuts.
+    pub async fn heal(&mut self) {
+        if let Some(fw) = self.firewall.as_deref_mut() {
+            if !fw.cuts().is_empty() {
+                match fw.heal() {
+                    Ok(()) => self.log("heal: cuts removed"),
+                    Err(e) => self.log(format!("heal: removing cuts failed: {e}")),
+                }
+            }
+        }
+        for id in std::mem::take(&mut self.paused) {
+            if self.cluster.is_paused(id) {
+                match self.cluster.resume(id) {
+                    Ok(()) => self.log(format!("heal: SIGCONT node {id}")),
+                    Err(e) => self.log(format!("heal: resume {id} failed: {e}")),
+                }
+            }
+        }
+        for id in std::mem::take(&mut self.killed) {
+            if !self.cluster.is_running(id) {
+                match self.cluster.start(id, false) {
+                    Ok(()) => self.log(format!("heal: restart node {id}")),
+                    Err(e) => self.log(format!("heal: restart {id} failed: {e}")),
+                }
+            }
+        }
+    }
+
+    /// After the last step: every node running and a voter again (finishes
+    /// half-done membership changes), until `deadline`. Returns what is
+    /// still wrong, if anything.
+    pub async fn repair_membership(&mut self, deadline: Instant) -> Vec<String> {
+        self.heal().await;
+        for id in self.cluster.ids() {
+            if !self.cluster.is_running(id) {
+                // A crashed node, or one a half-done change left stopped.
+                if let Err(e) = self.cluster.start(id, false) {
+                    self.log(format!("repair: start {id} failed: {e}"));
+                }
+            }
+        }
+        let mut wrong = Vec::new();
+        for id in self.cluster.ids() {
+            loop {
+                let state = self.membership_of(id).await;
+                let fixed = match state {
+                    Ok(Some(false)) => Ok(()),
+                    Ok(_) => {
+                        self.log(format!("repair: node {id} is no voter; re-adding it"));
+                        self.finish_readd(id).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match fixed {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        wrong.push(format!("node {id} is not a voter: {e}"));
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+                }
+            }
+        }
+        wrong
+    }
+}
+
+/// Sleeps until `when`; false if `stop` turned true first.
+async fn sleep_until(when: Instant, stop: &watch::Receiver<bool>) -> bool {
+    let mut stop = stop.clone();
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(when.into()) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
