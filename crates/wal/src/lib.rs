@@ -173,6 +173,11 @@
 //!   cannot be told from damage to durable data), so the open needs
 //!   `repair`. (If the earlier page reads as zeros, it is cut as a torn
 //!   tail.)
+//! - `repair` cannot cut back past the latest snapshot record: the data file
+//!   of the snapshot before it is already deleted, so such a cut still
+//!   refuses to open (the snapshot file is reported missing).
+//! - The in-memory index costs 32 bytes per entry in the log; compact to
+//!   bound it.
 //! - Data written but not synced is lost on drop (call [`Wal::sync`] before
 //!   a clean shutdown).
 //! - One writer per directory (a `LOCK` file enforces it).
