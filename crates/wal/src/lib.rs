@@ -125,13 +125,24 @@
 //! - **Installing a snapshot.** Like compaction; when the log does not hold
 //!   the snapshot's index and term, the record's clear-log flag drops the
 //!   whole log. The commit index is raised to the snapshot index.
-//! - **Recovery.** A torn last record of the last segment is cut off and
-//!   reported in [`RecoveryReport::torn_tail`]; any other damage refuses the
-//!   open with [`Error::Corrupt`] naming the file and byte offset, unless
-//!   [`Options::repair`] is set, which cuts the log there and reports it in
-//!   [`RecoveryReport::repaired`]. The exact rules are in the `recovery`
-//!   module docs. Reads check checksums again; damage found then is an
-//!   error, never data.
+//! - **Recovery.** Records are replayed oldest segment first with the rules
+//!   above; at the end every entry above the snapshot index must be there
+//!   (a gap means a lost segment: [`Error::Corrupt`]). In the last segment,
+//!   zeros from a record boundary to the end of the file are unwritten
+//!   preallocated space (a clean end). A bad record there is a *torn write*,
+//!   cut off and reported in [`RecoveryReport::torn_tail`], when it cannot
+//!   be durable data followed by more records: its header is incomplete; or
+//!   its length is 0, too large or runs past the end of the file; or its
+//!   checksum fails and only zeros follow its end — the last two only if no
+//!   single flipped bit of the length field would make the record check out
+//!   (a damaged length is corruption, not a tear). Every other bad record,
+//!   and any bad record in an earlier segment (segments are cut to size and
+//!   fsynced before the next is created), refuses the open with
+//!   [`Error::Corrupt`] naming the file and byte offset, unless
+//!   [`Options::repair`] is set: then the log is cut there, later segments
+//!   are deleted, and [`RecoveryReport::repaired`] says what was dropped.
+//!   Reads check checksums again; damage found then is an error, never
+//!   data.
 //! - **Failures are fatal.** A failed write or fsync poisons the `Wal`: every
 //!   later call returns [`Error::Poisoned`]. After a failed fsync the kernel
 //!   may have dropped the dirty pages, so retrying could report data durable
