@@ -111,6 +111,12 @@ impl Model for KvModel {
         }
     }
 
+    /// A key that sees only appends and reads is decided directly (see
+    /// the `appends` module), when its appended values allow it.
+    fn check_directly(&self, part: &Partition<KvInput, KvOutput>) -> Option<crate::Verdict> {
+        crate::appends::check_appends(self, part)
+    }
+
     /// One partition per key, in key order. Reads whose outcome is unknown
     /// are dropped: they constrain nothing. On a key that sees only appends
     /// and reads, an append of unknown outcome whose value no read contains

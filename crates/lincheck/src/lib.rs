@@ -34,6 +34,7 @@
 //! assert!(!outcome.verdict.is_linearizable());
 //! ```
 
+mod appends;
 mod check;
 mod history;
 mod kv;

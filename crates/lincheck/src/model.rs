@@ -62,4 +62,15 @@ pub trait Model {
     fn describe(&self, op: &Operation<Self::Input, Self::Output>) -> String {
         op.to_string()
     }
+
+    /// A direct, exact verdict for a partition the model knows how to
+    /// decide without the general search (e.g. a key that only sees appends
+    /// and reads), or `None` to run the search. The default is `None`.
+    fn check_directly(
+        &self,
+        part: &Partition<Self::Input, Self::Output>,
+    ) -> Option<crate::check::Verdict> {
+        let _ = part;
+        None
+    }
 }

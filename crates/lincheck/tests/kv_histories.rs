@@ -252,9 +252,11 @@ fn malformed_histories_are_errors() {
 fn a_search_out_of_budget_says_unknown() {
     // Many concurrent appends then a read no order explains: the search
     // must try many orders before it can reject, so a tiny budget runs out.
+    // (A put makes it a mixed key, so the general search runs.)
     let mut h: Vec<KvOperation> = (0..8)
         .map(|i| op(i, 0, 100, append("x", &i.to_string()), KvOutput::Ok))
         .collect();
+    h.push(op(98, 0, 1, put("x", "s"), KvOutput::Ok));
     h.push(op(99, 200, 210, get("x"), val(Some("nope"))));
     let outcome = check_with_budget(&KvModel, h.clone(), 50).unwrap();
     assert!(

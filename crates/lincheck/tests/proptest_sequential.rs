@@ -126,3 +126,130 @@ proptest! {
         prop_assert!(matches!(outcome.verdict, Verdict::Violation(_)), "{}", outcome.verdict);
     }
 }
+
+/// The key-value model without its direct check for append-only keys, so
+/// that the general search decides every partition.
+struct SearchOnly;
+
+impl lincheck::Model for SearchOnly {
+    type State = lincheck::KvState;
+    type Input = KvInput;
+    type Output = KvOutput;
+
+    fn init(&self) -> lincheck::KvState {
+        KvModel.init()
+    }
+
+    fn step(
+        &self,
+        state: &lincheck::KvState,
+        input: &KvInput,
+        output: Option<&KvOutput>,
+    ) -> Option<lincheck::KvState> {
+        KvModel.step(state, input, output)
+    }
+
+    fn partition(&self, history: Vec<KvOperation>) -> Vec<lincheck::Partition<KvInput, KvOutput>> {
+        KvModel.partition(history)
+    }
+}
+
+/// An append-only history on one key: appends of unique tokens run
+/// sequentially, reads of the value, random intervals, some appends of
+/// unknown outcome; then perhaps one read's result corrupted (a token
+/// dropped, duplicated or swapped with its neighbour).
+fn append_history(steps: &[(bool, u64, u64, u8)], corrupt: u8, pick: usize) -> Vec<KvOperation> {
+    let mut value: Vec<u8> = Vec::new();
+    let mut history = Vec::new();
+    for (i, &(is_append, before, after, fate)) in steps.iter().enumerate() {
+        let at = 10 * (i as u64 + 1);
+        let call = at - before.min(at);
+        if is_append {
+            let token = format!("t{i};").into_bytes();
+            let input = KvInput::Append {
+                key: b"k".to_vec(),
+                value: token.clone(),
+            };
+            match fate {
+                0 => history.push(Operation::unknown(1, call, input)),
+                1 => {
+                    value.extend_from_slice(&token);
+                    history.push(Operation::unknown(1, call, input));
+                }
+                _ => {
+                    value.extend_from_slice(&token);
+                    history.push(Operation::completed(
+                        1,
+                        call,
+                        at + after,
+                        input,
+                        KvOutput::Ok,
+                    ));
+                }
+            }
+        } else {
+            let out = KvOutput::Value((!value.is_empty()).then(|| value.clone()));
+            history.push(Operation::completed(
+                2,
+                call,
+                at + after,
+                KvInput::Get { key: b"k".to_vec() },
+                out,
+            ));
+        }
+    }
+    let reads: Vec<usize> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| matches!(op.output, Some(KvOutput::Value(Some(_)))))
+        .map(|(i, _)| i)
+        .collect();
+    if corrupt > 0 && !reads.is_empty() {
+        let i = reads[pick % reads.len()];
+        if let Some(KvOutput::Value(Some(v))) = &history[i].output {
+            let text = String::from_utf8_lossy(v).to_string();
+            let mut tokens: Vec<String> = text.split_inclusive(';').map(str::to_string).collect();
+            match corrupt {
+                1 => {
+                    tokens.remove(pick % tokens.len());
+                }
+                2 => {
+                    let t = tokens[pick % tokens.len()].clone();
+                    tokens.push(t);
+                }
+                _ => {
+                    if tokens.len() >= 2 {
+                        let j = pick % (tokens.len() - 1);
+                        tokens.swap(j, j + 1);
+                    }
+                }
+            }
+            let v = tokens.concat().into_bytes();
+            history[i].output = Some(KvOutput::Value((!v.is_empty()).then_some(v)));
+        }
+    }
+    history
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// The direct check for append-only keys agrees with the search.
+    #[test]
+    fn direct_append_check_agrees_with_the_search(
+        steps in prop::collection::vec((any::<bool>(), 0u64..30, 0u64..30, 0u8..6), 0..14),
+        corrupt in 0u8..4,
+        pick in 0usize..100,
+    ) {
+        let history = append_history(&steps, corrupt, pick);
+        let direct = check(&KvModel, history.clone()).unwrap();
+        let search = check(&SearchOnly, history).unwrap();
+        prop_assert_eq!(direct.verdict.is_linearizable(), search.verdict.is_linearizable(),
+            "direct: {}\nsearch: {}", direct.verdict, search.verdict);
+        let gave_up = matches!(search.verdict, Verdict::Unknown { .. });
+        prop_assert!(!gave_up, "the search gave up");
+        if corrupt == 0 {
+            prop_assert!(direct.verdict.is_linearizable(), "{}", direct.verdict);
+        }
+    }
+}

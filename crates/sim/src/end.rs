@@ -26,7 +26,11 @@ pub(crate) fn check_end(c: &mut Cluster, report: &mut Report) {
         return;
     }
     report.history_ops = c.history.len();
-    match lincheck::check(&lincheck::KvModel, c.history.clone()) {
+    let budget = std::env::var("SIM_LINCHECK_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(lincheck::limits::SEARCH_STEPS_MAX);
+    match lincheck::check_with_budget(&lincheck::KvModel, c.history.clone(), budget) {
         Err(e) => c.fail(format!("malformed history: {e}")),
         Ok(outcome) => match outcome.verdict {
             Verdict::Linearizable => {}
