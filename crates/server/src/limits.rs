@@ -53,6 +53,14 @@ pub const APPLY_QUEUE_MAX: usize = 64;
 pub const PROPOSALS_PER_BATCH_MAX: usize = 512;
 /// Bytes of snapshot data in one chunk on the wire.
 pub const SNAPSHOT_CHUNK_SIZE_MAX: usize = 1024 * 1024;
+/// A snapshot transfer whose receiver takes no chunk for this long is
+/// abandoned (so the leader's retry can start a new one), in ms.
+pub const SNAPSHOT_IDLE_MS_MAX: u64 = 10_000;
+/// After its last chunk, how long a transfer waits for the receiver to
+/// restore and answer, in ms.
+pub const SNAPSHOT_FINISH_MS_MAX: u64 = 120_000;
+/// Establishing a peer connection (TCP and HTTP/2 handshakes), in ms.
+pub const PEER_CONNECT_MS_MAX: u64 = 2_000;
 /// Snapshot transfers a node sends at once.
 pub const SNAPSHOT_SENDS_MAX: usize = 2;
 /// Backoff between reconnect attempts to a peer, first and largest, in ms.

@@ -147,7 +147,10 @@ async fn a_node_down_while_the_log_is_compacted_catches_up_from_a_snapshot() {
     assert!(snap.snapshot_index > 0);
     let st = c.status(l).await;
     assert!(st.snapshot_index >= 100, "leader compacted: {st:?}");
-    c.start_node(down).await;
+    // It binds its socket at once but serves only later: snapshot attempts
+    // meanwhile must not wedge the leader's transfer to it.
+    c.start_node_after(down, std::time::Duration::from_millis(3000))
+        .await;
     wait_applied(&c, down, last).await;
     let st = c.status(down).await;
     assert!(

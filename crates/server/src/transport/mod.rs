@@ -30,6 +30,7 @@ pub mod convert;
 pub mod service;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,14 +39,15 @@ use proto::raft::raft_client::RaftClient;
 use raft::{Message, MessageBody};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::addrbook::AddrBook;
 use crate::apply::Engine;
 use crate::limits::{
-    PEER_MESSAGE_SIZE_MAX, PEER_OUTBOX_MAX, PEER_RECONNECT_BACKOFF_MS_MAX,
+    PEER_CONNECT_MS_MAX, PEER_MESSAGE_SIZE_MAX, PEER_OUTBOX_MAX, PEER_RECONNECT_BACKOFF_MS_MAX,
     PEER_RECONNECT_BACKOFF_MS_MIN, PEER_STREAM_BUFFER_MAX, SNAPSHOT_CHUNK_SIZE_MAX,
-    SNAPSHOT_SENDS_MAX,
+    SNAPSHOT_FINISH_MS_MAX, SNAPSHOT_IDLE_MS_MAX, SNAPSHOT_SENDS_MAX,
 };
 
 /// The sending half of the transport. Cloning shares it.
@@ -181,10 +183,17 @@ async fn connect(addr: &str) -> Result<Channel, String> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("connect to {addr}: {e}"))
+    // The whole handshake is bounded: a peer whose socket is bound but
+    // which does not serve yet must not hold a connection attempt forever.
+    match tokio::time::timeout(
+        Duration::from_millis(PEER_CONNECT_MS_MAX),
+        endpoint.connect(),
+    )
+    .await
+    {
+        Ok(r) => r.map_err(|e| format!("connect to {addr}: {e}")),
+        Err(_) => Err(format!("connect to {addr}: handshake timed out")),
+    }
 }
 
 fn client(channel: Channel) -> RaftClient<Channel> {
@@ -285,6 +294,10 @@ async fn send_snapshot(inner: &Inner, m: Message) -> Result<pb::InstallSnapshotR
     tracing::info!(from = inner.id, to = m.to, data_index, "sending snapshot");
     let header = convert::message_to_pb(&m);
     let (tx, rx) = mpsc::channel::<pb::SnapshotChunk>(4);
+    // Progress: chunks taken by gRPC, and whether the last one was produced.
+    let taken = Arc::new(AtomicU64::new(0));
+    let produced_all = Arc::new(AtomicBool::new(false));
+    let all = Arc::clone(&produced_all);
     let producer = tokio::task::spawn_blocking(move || -> Result<(), String> {
         let mut chunks = stream.peekable();
         let mut offset = 0u64;
@@ -306,12 +319,42 @@ async fn send_snapshot(inner: &Inner, m: Message) -> Result<pb::InstallSnapshotR
                 return Err("the receiver went away".into());
             }
         }
+        all.store(true, Ordering::SeqCst);
         Ok(())
     });
-    let r = client(channel)
-        .install_snapshot(with_from_addr(inner, ReceiverStream::new(rx)))
-        .await
-        .map_err(|e| format!("install_snapshot: {e}"))?;
+    let counter = Arc::clone(&taken);
+    let body = ReceiverStream::new(rx).map(move |c| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        c
+    });
+    let mut c = client(channel);
+    let call = c.install_snapshot(with_from_addr(inner, body));
+    tokio::pin!(call);
+    // A watchdog: a receiver that stops taking chunks (or never answers
+    // after the last one) is given up on, freeing this peer's transfer slot
+    // for the core's retry.
+    let mut seen = 0;
+    let mut since = tokio::time::Instant::now();
+    let r = loop {
+        tokio::select! {
+            r = &mut call => break r.map_err(|e| format!("install_snapshot: {e}"))?,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                let now = taken.load(Ordering::SeqCst);
+                if now != seen {
+                    seen = now;
+                    since = tokio::time::Instant::now();
+                }
+                let limit = if produced_all.load(Ordering::SeqCst) {
+                    SNAPSHOT_FINISH_MS_MAX
+                } else {
+                    SNAPSHOT_IDLE_MS_MAX
+                };
+                if since.elapsed() > Duration::from_millis(limit) {
+                    return Err(format!("transfer stalled after {seen} chunks; abandoned"));
+                }
+            }
+        }
+    };
     producer
         .await
         .map_err(|e| format!("snapshot producer: {e}"))??;

@@ -101,6 +101,22 @@ impl Cluster {
         self.running.insert(id, Running { stop: tx, task });
     }
 
+    /// Restarts node `id` with its socket bound at once but serving only
+    /// after `delay` (as a process still opening its data would).
+    pub async fn start_node_after(&mut self, id: u64, delay: Duration) {
+        let cfg = self.configs[&id].clone();
+        let listener = bind_retry(&cfg.listen_addr).await;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            server::run_with_listener(cfg, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        self.running.insert(id, Running { stop: tx, task });
+    }
+
     /// Adds a node that joins (empty, waits to be added) and starts it.
     pub async fn start_joining(&mut self, id: u64) -> String {
         let addr = free_addr().await;
