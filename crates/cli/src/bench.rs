@@ -22,13 +22,10 @@ use crate::exit::CliError;
 use crate::output::print_json;
 use crate::ClientOpts;
 
-/// Most concurrent bench clients.
-pub const BENCH_CLIENTS_MAX: u64 = 4096;
-/// Largest bench value, in bytes.
-pub const BENCH_VALUE_SIZE_MAX: u64 = 16 * 1024 * 1024;
-/// Highest latency the histogram records, in microseconds (larger values
-/// are clamped to it).
-const LATENCY_US_MAX: u64 = 60_000_000;
+use crate::limits::{
+    BENCH_CLIENTS_MAX, BENCH_LATENCY_US_MAX as LATENCY_US_MAX, BENCH_PRELOAD_TASKS_MAX,
+    BENCH_VALUE_SIZE_MAX,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
@@ -303,7 +300,7 @@ async fn preload(
     };
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..a.clients.min(64) {
+    for _ in 0..a.clients.min(BENCH_PRELOAD_TASKS_MAX) {
         let (c, value, next, bar, keys) =
             (c.clone(), value.clone(), next.clone(), bar.clone(), a.keys);
         tasks.spawn(async move {

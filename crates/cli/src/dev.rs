@@ -23,12 +23,9 @@ use tokio::process::{Child, Command};
 use crate::exit::CliError;
 use crate::output::role_name;
 
-/// Most nodes `raftkv dev` starts.
-pub const DEV_NODES_MAX: u16 = 9;
-/// How long a node gets to stop after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How long to wait for the first leader.
-const LEADER_WAIT: Duration = Duration::from_secs(30);
+use crate::limits::{
+    DEV_LEADER_WAIT_MAX as LEADER_WAIT, DEV_NODES_MAX, DEV_STOP_GRACE_MAX as STOP_GRACE,
+};
 
 #[derive(Debug, Args)]
 pub struct DevArgs {

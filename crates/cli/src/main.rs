@@ -18,6 +18,7 @@ mod cluster_cmd;
 mod dev;
 mod exit;
 mod kv_cmd;
+mod limits;
 mod output;
 mod server_cmd;
 

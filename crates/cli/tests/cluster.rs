@@ -787,7 +787,7 @@ async fn appends_through_a_paused_leader_apply_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: a snapshot sent while the restarted follower is still opening its WAL (socket bound, not serving) is never retried"]
+#[ignore = "server/raft bug: a follower stopped while in replicate state, restarted after the leader compacted, is never sent the snapshot (still fails at 176d91f)"]
 async fn a_node_kept_down_while_the_log_is_compacted_catches_up_from_a_snapshot() {
     let mut cluster = Cluster::start(3, &[]);
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
