@@ -231,3 +231,49 @@ async fn a_node_wiped_of_its_data_is_restored_through_a_snapshot() {
     assert_eq!(m.members.iter().filter(|m| !m.learner).count(), 3, "{m:?}");
     c.stop_all().await;
 }
+
+/// As the CLI's real-process test does it: a follower stopped right after
+/// the election, 50 writes, both live nodes compacted on demand, then the
+/// follower restarted (serving only after a short delay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_stopped_early_catches_up_after_on_demand_compaction() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    let down = (1..=3).find(|&i| i != l).unwrap();
+    c.stop_node(down).await.unwrap();
+    for i in 0..50 {
+        put(&c, l, &format!("s{i:02}"), &format!("{i}")).await;
+    }
+    for id in (1..=3).filter(|&i| i != down) {
+        let s = c
+            .cluster(id)
+            .await
+            .snapshot(proto::kv::SnapshotRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(s.snapshot_index >= 50, "{s:?}");
+    }
+    c.start_node_after(down, std::time::Duration::from_millis(700))
+        .await;
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Ok(mut cl) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), c.cluster(down)).await
+        {
+            if let Ok(s) = cl.status(proto::kv::StatusRequest {}).await {
+                let s = s.into_inner();
+                if s.snapshot_index >= 50 && s.applied_index >= 50 {
+                    break;
+                }
+            }
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(15),
+            "no catch-up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(get_local(&c, down, "s49").await, Some(b"49".to_vec()));
+    c.stop_all().await;
+}

@@ -221,6 +221,8 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
     let max = Duration::from_millis(PEER_RECONNECT_BACKOFF_MS_MAX);
     let mut backoff = min;
     let mut logged_down = false;
+    // Whether a connection failed or broke before this attempt.
+    let mut broken = false;
     loop {
         let is_stopped = *stop.borrow();
         if is_stopped {
@@ -239,6 +241,7 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
         let channel = match connect(&addr).await {
             Ok(c) => c,
             Err(e) => {
+                broken = true;
                 if !logged_down {
                     tracing::info!(from = inner.id, to, error = %e, "peer unreachable; retrying");
                     logged_down = true;
@@ -254,6 +257,23 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
             tracing::info!(from = inner.id, to, addr, "peer reachable again");
         }
         logged_down = false;
+        if broken {
+            // What queued up while the peer was unreachable is stale (a
+            // restarted peer may have lost what it acknowledged): drop it and
+            // let the core probe from scratch, which sends a snapshot if
+            // the peer needs entries that were compacted meanwhile.
+            let mut dropped = 0;
+            while outbox.try_recv().is_ok() {
+                dropped += 1;
+            }
+            tracing::debug!(
+                from = inner.id,
+                to,
+                dropped,
+                "stale messages dropped on reconnect"
+            );
+        }
+        broken = true;
         backoff = min;
         let (tx, rx) = mpsc::channel(PEER_STREAM_BUFFER_MAX);
         let mut c = client(channel);
