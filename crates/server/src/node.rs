@@ -638,6 +638,7 @@ impl Node {
                 let conf = self.raw.status().conf;
                 tracing::info!(node = self.id, voters = ?conf.voters, learners = ?conf.learners,
                     "configuration changed");
+                self.transport.retain(&conf.members());
             }
         }
         for rs in std::mem::take(&mut rd.read_states) {

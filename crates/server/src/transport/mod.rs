@@ -113,6 +113,13 @@ impl Transport {
         }
     }
 
+    /// Stops the streams to nodes that are no longer members (their tasks
+    /// end when their outbox closes). A later message to one starts anew.
+    pub(crate) fn retain(&self, members: &std::collections::BTreeSet<u64>) {
+        let mut peers = self.inner.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.retain(|id, _| members.contains(id));
+    }
+
     fn spawn_peer(&self, to: u64) -> mpsc::Sender<pb::RaftMessage> {
         let (tx, rx) = mpsc::channel(PEER_OUTBOX_MAX);
         let inner = Arc::clone(&self.inner);
