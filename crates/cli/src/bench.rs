@@ -179,11 +179,11 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
 }
 
 pub async fn bench(a: &BenchArgs) -> Result<Report, CliError> {
-    let config = client::ClientConfig {
+    let config = a.opts.secure(client::ClientConfig {
         deadline: Duration::from_secs_f64(a.opts.timeout),
         sessions_max: a.clients as usize,
         ..client::ClientConfig::default()
-    };
+    })?;
     let endpoints = a.opts.endpoints.clone();
     let c = client::Client::connect(endpoints, config)?;
     let value = bytes::Bytes::from(vec![b'x'; a.value_size as usize]);

@@ -99,6 +99,9 @@ fn spawn_node(
     if let Some(t) = tick_ms {
         cmd.arg("--tick-ms").arg(t.to_string());
     }
+    if let Some(http) = http_addr_of(addr) {
+        cmd.arg("--http-addr").arg(http);
+    }
     // SAFETY: the closure runs in the forked child before exec and only
     // makes one async-signal-safe system call (prctl): the node gets
     // SIGTERM if this dev process dies without stopping it.
@@ -110,6 +113,13 @@ fn spawn_node(
     }
     cmd.spawn()
         .map_err(|e| CliError::Failed(format!("cannot start node {id}: {e}")))
+}
+
+/// A dev node's HTTP address (/metrics, the web page): its port + 100.
+pub fn http_addr_of(addr: &str) -> Option<String> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?.checked_add(100)?;
+    Some(format!("{host}:{port}"))
 }
 
 /// The last lines of a node's log, for an error message.
@@ -295,6 +305,10 @@ fn print_banner(
             n.data_dir.display(),
             n.log.display()
         );
+    }
+    if let Some(web) = nodes.first().and_then(|n| http_addr_of(&n.addr)) {
+        println!();
+        println!("  web page: http://{web}/  (every node serves one; metrics at /metrics)");
     }
     println!();
     let endpoints = addrs.join(",");

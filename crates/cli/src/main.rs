@@ -14,6 +14,7 @@
 //! says what happened (see [`exit`]).
 
 mod bench;
+mod certs;
 mod cluster_cmd;
 mod dev;
 mod exit;
@@ -75,6 +76,24 @@ pub struct ClientOpts {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A bearer token, for clusters with `[auth]` tokens.
+    #[arg(long, global = true, env = "RAFTKV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The cluster CA certificate (PEM): talk TLS to the nodes.
+    #[arg(long, global = true, value_name = "FILE", env = "RAFTKV_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to present, with --key.
+    #[arg(long, global = true, value_name = "FILE", requires = "cacert")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long = "key",
+        id = "tls_key",
+        global = true,
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +125,8 @@ pub enum Command {
     Snapshot(cluster_cmd::SnapshotArgs),
     /// Load-generate against a cluster and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Write a development CA and node/client certificates (for TLS).
+    Certs(certs::CertsArgs),
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -121,10 +142,10 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 impl ClientOpts {
     /// A client of the given endpoints with the given deadline.
     pub fn client(&self) -> Result<client::Client, CliError> {
-        let config = client::ClientConfig {
+        let config = self.secure(client::ClientConfig {
             deadline: Duration::from_secs_f64(self.timeout),
             ..client::ClientConfig::default()
-        };
+        })?;
         let endpoints = self
             .endpoints
             .iter()
@@ -132,6 +153,24 @@ impl ClientOpts {
             .filter(|e| !e.is_empty())
             .collect();
         Ok(client::Client::connect(endpoints, config)?)
+    }
+}
+
+impl ClientOpts {
+    /// `config` with the token and TLS settings of these options.
+    pub fn secure(
+        &self,
+        mut config: client::ClientConfig,
+    ) -> Result<client::ClientConfig, CliError> {
+        config.token = self.token.clone();
+        if let Some(ca) = &self.cacert {
+            config.tls = Some(client::TlsOptions::from_files(
+                ca,
+                self.cert.as_deref(),
+                self.tls_key.as_deref(),
+            )?);
+        }
+        Ok(config)
     }
 }
 
@@ -175,7 +214,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Server(args) => {
-            init_logs(&args.log_level, args.log_json);
+            init_logs(&args.log_level, args.json_logs());
             server_cmd::run(args).await
         }
         Command::Dev(args) => {
@@ -196,6 +235,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 Command::TransferLeader(a) => cluster_cmd::transfer_leader(a).await,
                 Command::Snapshot(a) => cluster_cmd::snapshot(a).await,
                 Command::Bench(a) => bench::run(a).await,
+                Command::Certs(a) => certs::run(a),
                 Command::Server(_) | Command::Dev(_) => Ok(()),
             }
         }

@@ -57,6 +57,19 @@ pub struct ServerArgs {
     /// Write logs as JSON lines.
     #[arg(long)]
     pub log_json: bool,
+    /// Log format: `human` (default) or `json` (as --log-json).
+    #[arg(long, value_parser = ["human", "json"], value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Serve /metrics and the web page on this address (`host:port`).
+    #[arg(long, value_name = "ADDR")]
+    pub http_addr: Option<String>,
+}
+
+impl ServerArgs {
+    /// Whether logs are JSON lines.
+    pub fn json_logs(&self) -> bool {
+        self.log_json || self.log_format.as_deref() == Some("json")
+    }
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -117,6 +130,9 @@ impl ServerArgs {
         }
         if let Some(v) = self.value_size_max {
             c.limits.value_size_max = v;
+        }
+        if let Some(v) = &self.http_addr {
+            c.http_addr = Some(v.clone());
         }
         c.validate()
             .map_err(|e| CliError::BadInput(e.to_string()))?;

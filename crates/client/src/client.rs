@@ -26,6 +26,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::security::{Auth, Conn};
 use crate::session::Sessions;
 
 /// Where an operation may be served.
@@ -51,6 +52,7 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     routing: Mutex<Routing>,
     channels: Mutex<HashMap<String, Channel>>,
+    auth: Auth,
     pub(crate) sessions: Sessions,
     /// State of the jitter generator (xorshift64*).
     jitter: AtomicU64,
@@ -115,6 +117,7 @@ impl Client {
         let seed = std::collections::hash_map::RandomState::new();
         let seed = std::hash::BuildHasher::hash_one(&seed, std::process::id()) | 1;
         let sessions = Sessions::new(config.sessions_max.max(1));
+        let auth = Auth::new(config.token.as_deref())?;
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
@@ -124,6 +127,7 @@ impl Client {
                     next: 0,
                 }),
                 channels: Mutex::new(HashMap::new()),
+                auth,
                 sessions,
                 jitter: AtomicU64::new(seed),
             }),
@@ -156,7 +160,7 @@ impl Client {
         mut attempt: F,
     ) -> Result<T>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let config = &self.inner.config;
@@ -251,7 +255,7 @@ impl Client {
         mut attempt: F,
     ) -> Result<T>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let addr = normalize_endpoint(addr)?;
@@ -417,12 +421,17 @@ impl Inner {
         };
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel> {
+    fn channel(&self, addr: &str) -> Result<Conn> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
+            return Ok(Conn::new(c.clone(), self.auth.clone()));
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| Error::InvalidEndpoint {
                 endpoint: addr.to_string(),
                 reason: e.to_string(),
@@ -431,12 +440,17 @@ impl Inner {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
+        if let Some(tls) = &self.config.tls {
+            endpoint = endpoint
+                .tls_config(tls.config())
+                .map_err(|e| Error::InvalidArgument(format!("TLS settings: {e}")))?;
+        }
         let channel = endpoint.connect_lazy();
         if channels.len() >= limits::ENDPOINTS_MAX * 2 {
             channels.clear();
         }
         channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        Ok(Conn::new(channel, self.auth.clone()))
     }
 
     /// `d` scaled by a random factor in [0.5, 1.5).

@@ -6,13 +6,13 @@ use proto::kv::{
     SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
     TransferLeaderResponse,
 };
-use tonic::transport::Channel;
 
 use crate::client::{normalize_endpoint, Client, Route};
 use crate::error::Result;
 use crate::limits;
+use crate::security::Conn;
 
-fn cluster_client(channel: Channel) -> ClusterClient<Channel> {
+fn cluster_client(channel: Conn) -> ClusterClient<Conn> {
     ClusterClient::new(channel)
         .max_decoding_message_size(limits::RESPONSE_SIZE_MAX)
         .max_encoding_message_size(limits::REQUEST_SIZE_MAX)

@@ -27,6 +27,11 @@ pub struct ClientConfig {
     /// Most sessions the client opens, and so most writes it keeps in flight
     /// at once; further writes wait for one to finish.
     pub sessions_max: usize,
+    /// A bearer token sent with every call (clusters with `[auth]`).
+    pub token: Option<String>,
+    /// TLS: the CA to trust and an optional client identity; plaintext if
+    /// `None`.
+    pub tls: Option<crate::security::TlsOptions>,
 }
 
 impl Default for ClientConfig {
@@ -38,6 +43,8 @@ impl Default for ClientConfig {
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(250),
             sessions_max: limits::SESSIONS_MAX,
+            token: None,
+            tls: None,
         }
     }
 }

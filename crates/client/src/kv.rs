@@ -10,11 +10,11 @@ use proto::kv::{
     RegisterSessionRequest, ScanRequest, ScanResponse, TxnGet, TxnOp, TxnPut, TxnRequest,
     TxnResponse,
 };
-use tonic::transport::Channel;
 
 use crate::client::{Client, Route};
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::security::Conn;
 use crate::session::Session;
 
 /// How a read is served.
@@ -87,7 +87,7 @@ impl Scan {
     }
 }
 
-fn kv_client(channel: Channel) -> KvClient<Channel> {
+fn kv_client(channel: Conn) -> KvClient<Conn> {
     KvClient::new(channel)
         .max_decoding_message_size(limits::RESPONSE_SIZE_MAX)
         .max_encoding_message_size(limits::REQUEST_SIZE_MAX)
@@ -318,7 +318,7 @@ impl Client {
     /// the session's client id and the write's sequence number.
     async fn write<T, F, Fut>(&self, mut attempt: F) -> Result<T>
     where
-        F: FnMut(Channel, u64, u64) -> Fut,
+        F: FnMut(Conn, u64, u64) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let sessions = &self.inner.sessions;

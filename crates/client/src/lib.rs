@@ -84,6 +84,7 @@ mod config;
 mod error;
 mod kv;
 pub mod limits;
+pub mod security;
 mod session;
 
 pub use crate::client::Client;
@@ -91,6 +92,7 @@ pub use crate::cluster::NodeStatus;
 pub use crate::config::ClientConfig;
 pub use crate::error::{Error, Result};
 pub use crate::kv::{next_key, ReadMode, Scan};
+pub use crate::security::TlsOptions;
 
 /// The API's messages (generated from `proto/kv.proto`), for requests built
 /// by hand and for reading responses.

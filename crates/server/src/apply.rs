@@ -69,7 +69,15 @@ impl Applier {
                     chunks,
                     reply,
                 } => {
+                    let t = std::time::Instant::now();
+                    let bytes = chunks.iter().map(|c| c.len() as u64).sum();
                     let r = self.restore(data_index, chunks);
+                    crate::observe::metrics::snapshot_installed(
+                        self.id,
+                        r.is_ok(),
+                        t.elapsed(),
+                        bytes,
+                    );
                     match r {
                         Ok(restored) => {
                             let _ = reply.send(Ok(restored));
@@ -106,10 +114,12 @@ impl Applier {
     }
 
     fn apply(&mut self, entries: &[Entry]) -> Result<(), ServerError> {
+        let t = std::time::Instant::now();
         let results = self
             .sm
             .apply_all(entries)
             .map_err(|e| ServerError::StateMachine(e.to_string()))?;
+        crate::observe::metrics::applied(self.id, t.elapsed(), self.sm.session_count());
         for (e, applied) in entries.iter().zip(results) {
             if e.kind == EntryKind::ConfChange {
                 self.on_conf_change(e)?;

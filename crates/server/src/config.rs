@@ -17,11 +17,21 @@
 //! pre_vote = true
 //! check_quorum = true
 //! snapshot_threshold_entries = 10000
+//! http_addr = "127.0.0.1:7101"   # /metrics and the web page; off if unset
 //!
 //! [peers]                         # node id -> address, this node may be listed
 //! 1 = "127.0.0.1:7001"
 //! 2 = "127.0.0.1:7002"
 //! 3 = "127.0.0.1:7003"
+//!
+//! [tls]                           # optional: TLS only, mutual TLS with peers
+//! ca = "certs/ca.pem"
+//! cert = "certs/node1.pem"
+//! key = "certs/node1.key"
+//!
+//! [[auth.tokens]]                 # optional: bearer tokens (see `security`)
+//! token = "s3cret"
+//! role = "write"                  # or "read"
 //!
 //! [limits]
 //! key_size_max = 4096
@@ -113,6 +123,14 @@ pub struct Config {
     pub snapshot_threshold_entries: u64,
     /// Request and queue limits.
     pub limits: Limits,
+    /// Where the HTTP server (`/metrics`, the web page) listens; none if
+    /// unset. See the `observe` module.
+    pub http_addr: Option<String>,
+    /// `[tls]`: serve TLS only and use mutual TLS with peers (see
+    /// [`crate::security`]); plaintext if unset.
+    pub tls: Option<crate::security::TlsConfig>,
+    /// `[auth]`: bearer tokens (see [`crate::security`]); off if empty.
+    pub auth: crate::security::AuthConfig,
     /// Hooks for tests only; never set from TOML.
     #[serde(skip)]
     pub test_hooks: TestHooks,
@@ -183,6 +201,9 @@ impl Default for Config {
             check_quorum: true,
             snapshot_threshold_entries: 10_000,
             limits: Limits::default(),
+            http_addr: None,
+            tls: None,
+            auth: crate::security::AuthConfig::default(),
             test_hooks: TestHooks::default(),
         }
     }
@@ -270,6 +291,11 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
+        if let Some(a) = &self.http_addr {
+            a.parse::<SocketAddr>()
+                .map_err(|e| invalid("http_addr", format!("`{a}`: {e}")))?;
+        }
+        self.auth.validate()?;
         if self.tick_interval_ms == 0 || self.tick_interval_ms > 60_000 {
             return Err(invalid("tick_interval_ms", "must be in 1..=60000"));
         }

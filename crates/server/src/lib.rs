@@ -82,6 +82,8 @@ mod descriptor;
 pub mod error;
 pub mod limits;
 mod node;
+mod observe;
+pub mod security;
 mod service;
 mod transport;
 
@@ -222,6 +224,7 @@ pub async fn run_with_listener(
     let (soft_tx, soft_rx) = watch::channel(SoftView::default());
     let waiters = Arc::new(Waiters::default());
     let reader = sm.reader();
+    let engine = sm.engine_handle();
 
     let applier = Applier {
         id,
@@ -277,6 +280,15 @@ pub async fn run_with_listener(
         synced_term_vote: (synced_hs.term, synced_hs.vote),
     };
 
+    // Metrics, the web page, tokens and TLS (the `observe` and `security` modules).
+    let grpc_layer = observe::start(&config, handle.clone(), engine, stop_rx.clone()).await?;
+    let mut server_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        server_builder = server_builder
+            .tls_config(security::server_tls(tls)?)
+            .map_err(|e| ServerError::Serve(format!("TLS: {e}")))?;
+    }
+
     let msg_max = config.limits.grpc_message_size_max;
     let kv_svc = proto::kv::kv_server::KvServer::new(service::kv::KvService {
         handle: handle.clone(),
@@ -298,8 +310,9 @@ pub async fn run_with_listener(
     let health_svc = proto::health::health_server::HealthServer::new(Health { id });
 
     let mut server_stop = stop_rx.clone();
-    let server = tonic::transport::Server::builder()
+    let server = server_builder
         .tcp_nodelay(true)
+        .layer(grpc_layer)
         .add_service(kv_svc)
         .add_service(cluster_svc)
         .add_service(raft_svc)

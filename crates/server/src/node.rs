@@ -296,6 +296,7 @@ impl Node {
     }
 
     fn step(&mut self, m: Message) -> Result<(), ServerError> {
+        crate::observe::metrics::count_received(self.id, &m);
         match self.raw.step(m) {
             Ok(()) => Ok(()),
             Err(raft::Error::Storage(e)) => Err(ServerError::Storage(e.to_string())),
@@ -594,13 +595,16 @@ impl Node {
             }
         }
         if !rd.entries.is_empty() {
+            let t = std::time::Instant::now();
             self.raw.store_mut().append(&rd.entries).map_err(storage)?;
+            crate::observe::metrics::wal_append(self.id, t.elapsed());
         }
         if let Some(hs) = &rd.hard_state {
             self.raw.store_mut().save_hard_state(hs).map_err(storage)?;
         }
         // 3. Messages that need nothing durable.
         for m in std::mem::take(&mut rd.messages) {
+            crate::observe::metrics::count_sent(self.id, &m);
             self.transport.send(m);
         }
         // 4. Sync (on a blocking thread), then the messages that need it.
@@ -612,15 +616,18 @@ impl Node {
             .is_some_and(|hs| (hs.term, hs.vote) != self.synced_term_vote);
         if !rd.entries.is_empty() || vote_changed {
             let h = self.raw.store_mut().sync_handle().map_err(storage)?;
+            let t = std::time::Instant::now();
             let synced = tokio::task::spawn_blocking(move || h.sync())
                 .await
                 .map_err(|e| ServerError::Task(format!("WAL sync thread: {e}")))?
                 .map_err(storage)?;
+            crate::observe::metrics::wal_fsync(self.id, t.elapsed());
             self.raw.store_mut().mark_durable(synced).map_err(storage)?;
             let hs = self.raw.store().hard_state();
             self.synced_term_vote = (hs.term, hs.vote);
         }
         for m in std::mem::take(&mut rd.persisted_messages) {
+            crate::observe::metrics::count_sent(self.id, &m);
             self.transport.send(m);
         }
         // 5. Committed entries to the apply task; reads to their waiters.

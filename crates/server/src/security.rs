@@ -222,6 +222,36 @@ pub fn authorize(
     Ok(())
 }
 
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, crate::ServerError> {
+    std::fs::read(path).map_err(|e| crate::ServerError::io(path, e))
+}
+
+/// The server side of `[tls]`: this node's identity, client certificates
+/// verified against the CA (optional for clients, required for peers by
+/// the gRPC layer).
+///
+/// # Errors
+/// A file cannot be read.
+pub fn server_tls(t: &TlsConfig) -> Result<tonic::transport::ServerTlsConfig, crate::ServerError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(read_pem(&t.cert)?, read_pem(&t.key)?))
+        .client_ca_root(Certificate::from_pem(read_pem(&t.ca)?))
+        .client_auth_optional(true))
+}
+
+/// The client side of `[tls]`, for dialing peers: trust only the CA and
+/// present this node's certificate.
+///
+/// # Errors
+/// A file cannot be read.
+pub fn client_tls(t: &TlsConfig) -> Result<tonic::transport::ClientTlsConfig, crate::ServerError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read_pem(&t.ca)?))
+        .identity(Identity::from_pem(read_pem(&t.cert)?, read_pem(&t.key)?)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +285,10 @@ mod tests {
             code("/raftkv.kv.Kv/Put", Some("Bearer x")),
             Some(Code::Unauthenticated)
         );
-        assert_eq!(code("/raftkv.kv.Kv/Put", Some("w")), Some(Code::Unauthenticated));
+        assert_eq!(
+            code("/raftkv.kv.Kv/Put", Some("w")),
+            Some(Code::Unauthenticated)
+        );
         assert_eq!(
             code("/raftkv.kv.Kv/Put", Some("Bearer r")),
             Some(Code::PermissionDenied)
@@ -268,7 +301,12 @@ mod tests {
         assert_eq!(code("/raftkv.kv.Kv/Get", Some("Bearer r")), None);
         assert_eq!(code("/raftkv.kv.Cluster/Status", Some("Bearer r")), None);
         assert_eq!(code("/raftkv.raft.Raft/Send", None), None);
-        assert_eq!(authorize(&AuthConfig::default(), "/raftkv.kv.Kv/Put", None).err().map(|s| s.code()), None);
+        assert_eq!(
+            authorize(&AuthConfig::default(), "/raftkv.kv.Kv/Put", None)
+                .err()
+                .map(|s| s.code()),
+            None
+        );
     }
 
     #[test]

@@ -152,7 +152,9 @@ where
         let mut denied = security::authorize(
             &layer.auth,
             &path,
-            req.headers().get("authorization").map(HeaderValue::as_bytes),
+            req.headers()
+                .get("authorization")
+                .map(HeaderValue::as_bytes),
         )
         .err();
         if denied.is_none()

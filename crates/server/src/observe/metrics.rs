@@ -19,7 +19,7 @@
 //! | `raftkv_wal_append_seconds`, `raftkv_wal_fsync_seconds`, `raftkv_apply_seconds`, `raftkv_read_index_seconds` | histogram | node |
 //! | `raftkv_snapshot_sends_total`, `raftkv_snapshot_installs_total` | counter | node, result |
 //! | `raftkv_snapshot_send_seconds`, `raftkv_snapshot_install_seconds` | histogram | node |
-//! | `raftkv_snapshot_bytes` | histogram | node, direction = sent / received |
+//! | `raftkv_snapshot_bytes` (installed on this node) | histogram | node, direction = received |
 //! | `raftkv_grpc_requests_total` | counter | node, method, code |
 //! | `raftkv_grpc_request_seconds` | histogram | node, method |
 //! | `raftkv_wal_bytes` | gauge | node |
@@ -102,22 +102,18 @@ pub fn read_index(id: u64, took: Duration) {
     histogram!("raftkv_read_index_seconds", "node" => node(id)).record(took.as_secs_f64());
 }
 
-/// A snapshot was sent to a follower (or failed to be).
-pub fn snapshot_sent(id: u64, ok: bool, took: Duration, bytes: u64) {
+/// A snapshot was streamed to a follower (or failed to be). Its size is
+/// counted on the receiving side (`direction = "received"`).
+pub fn snapshot_sent(id: u64, ok: bool, took: Duration) {
     let result = if ok { "ok" } else { "error" };
     counter!("raftkv_snapshot_sends_total", "node" => node(id), "result" => result).increment(1);
     histogram!("raftkv_snapshot_send_seconds", "node" => node(id)).record(took.as_secs_f64());
-    if ok {
-        histogram!("raftkv_snapshot_bytes", "node" => node(id), "direction" => "sent")
-            .record(bytes as f64);
-    }
 }
 
 /// A snapshot from the leader was installed (or failed to be).
 pub fn snapshot_installed(id: u64, ok: bool, took: Duration, bytes: u64) {
     let result = if ok { "ok" } else { "error" };
-    counter!("raftkv_snapshot_installs_total", "node" => node(id), "result" => result)
-        .increment(1);
+    counter!("raftkv_snapshot_installs_total", "node" => node(id), "result" => result).increment(1);
     histogram!("raftkv_snapshot_install_seconds", "node" => node(id)).record(took.as_secs_f64());
     if ok {
         histogram!("raftkv_snapshot_bytes", "node" => node(id), "direction" => "received")
@@ -177,9 +173,41 @@ pub fn set_core(id: u64, g: &CoreGauges) {
 pub fn set_storage(id: u64, wal_bytes: u64, engine: Option<&bitcask::Status>) {
     gauge!("raftkv_wal_bytes", "node" => node(id)).set(wal_bytes as f64);
     if let Some(s) = engine {
-        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "live").set(s.live_bytes as f64);
-        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "dead").set(s.dead_bytes as f64);
-        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "disk").set(s.disk_bytes as f64);
+        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "live")
+            .set(s.live_bytes as f64);
+        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "dead")
+            .set(s.dead_bytes as f64);
+        gauge!("raftkv_bitcask_bytes", "node" => node(id), "kind" => "disk")
+            .set(s.disk_bytes as f64);
         gauge!("raftkv_keys", "node" => node(id)).set(s.keys as f64);
+    }
+}
+
+/// Counts a message handed to the transport, by its kind.
+pub fn count_sent(id: u64, m: &raft::Message) {
+    use raft::MessageBody as B;
+    let kind = match &m.body {
+        B::PreVote { .. } => "pre_vote",
+        B::PreVoteResponse { .. } => "pre_vote_response",
+        B::RequestVote { .. } => "request_vote",
+        B::RequestVoteResponse { .. } => "request_vote_response",
+        B::AppendEntries { .. } => "append_entries",
+        B::AppendEntriesResponse { .. } => "append_entries_response",
+        B::Heartbeat { .. } => "heartbeat",
+        B::HeartbeatResponse { .. } => "heartbeat_response",
+        B::InstallSnapshot { .. } => "install_snapshot",
+        B::TimeoutNow => "timeout_now",
+        B::ReadIndex { .. } => "read_index",
+        B::ReadIndexResponse { .. } => "read_index_response",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    };
+    message_sent(id, kind);
+}
+
+/// Counts a received message: a rejected AppendEntries, seen by the leader.
+pub fn count_received(id: u64, m: &raft::Message) {
+    if let raft::MessageBody::AppendEntriesResponse { reject: true, .. } = &m.body {
+        append_rejected(id);
     }
 }

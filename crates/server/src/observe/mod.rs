@@ -39,7 +39,7 @@ use tokio::sync::{oneshot, watch};
 use crate::node::{NodeRequest, SoftView};
 use crate::service::Handle;
 
-pub use http::spawn;
+pub(crate) use http::spawn;
 
 /// How long `/api/cluster` waits for each member's status.
 pub const CLUSTER_POLL_TIMEOUT_MS: u64 = 800;
@@ -114,9 +114,10 @@ impl Observer {
         }
         let dir = self.data_dir.join("wal");
         let engine = self.engine.clone();
-        let sizes = tokio::task::spawn_blocking(move || (dir_bytes(&dir), engine.and_then(|f| f())))
-            .await
-            .ok();
+        let sizes =
+            tokio::task::spawn_blocking(move || (dir_bytes(&dir), engine.and_then(|f| f())))
+                .await
+                .ok();
         if let Some((wal, engine)) = sizes {
             metrics::set_storage(self.id, wal, engine.as_ref());
         }
@@ -165,8 +166,9 @@ pub(crate) async fn watch_leader(
         };
         if changed {
             metrics::leader_changed(id);
-            tracing::info!(node = id, term, leader = ?leader, role = ?role, commit,
-                "leader changed");
+            // The driver logs the change at info; this is the page's view.
+            tracing::debug!(node = id, term, leader = ?leader, role = ?role, commit,
+                "leader change recorded");
             if let Ok(mut h) = history.lock() {
                 if h.len() >= LEADER_HISTORY_MAX {
                     h.pop_front();
@@ -183,4 +185,54 @@ pub(crate) async fn watch_leader(
             return;
         }
     }
+}
+
+/// Starts what observes a node: the leader watcher and, if `http_addr` is
+/// set, the HTTP server. Returns the gRPC layer to wrap the services in.
+///
+/// # Errors
+/// The HTTP address cannot be bound, or the TLS files cannot be read.
+pub(crate) async fn start(
+    config: &crate::Config,
+    handle: Handle,
+    engine: Arc<crate::apply::Engine>,
+    stop: watch::Receiver<bool>,
+) -> Result<grpc::GrpcLayer, crate::ServerError> {
+    let id = config.id;
+    let _ = metrics::prometheus();
+    let served = Arc::new(grpc::Served::default());
+    let history = Arc::new(Mutex::new(VecDeque::new()));
+    tokio::spawn(watch_leader(id, handle.soft.clone(), Arc::clone(&history)));
+    if let Some(addr) = &config.http_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| crate::ServerError::Serve(format!("bind http_addr {addr}: {e}")))?;
+        let tls = match &config.tls {
+            Some(t) => Some(crate::security::client_tls(t)?),
+            None => None,
+        };
+        let observer = Observer {
+            id,
+            handle,
+            data_dir: config.data_dir.clone(),
+            engine: Some(Arc::new(move || bitcask::Engine::status(&*engine).ok())),
+            served: Arc::clone(&served),
+            history,
+            token: config.auth.own_token().map(str::to_string),
+            tls,
+            channels: Arc::default(),
+        };
+        tracing::info!(
+            node = id,
+            http_addr = addr,
+            "serving /metrics and the web page"
+        );
+        spawn(observer, listener, stop);
+    }
+    Ok(grpc::GrpcLayer {
+        id,
+        auth: Arc::new(config.auth.clone()),
+        peers_need_cert: config.tls.is_some(),
+        served,
+    })
 }

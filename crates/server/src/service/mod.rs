@@ -194,12 +194,15 @@ impl Handle {
             ))
         })?;
         let (tx, rx) = oneshot::channel();
+        let started = std::time::Instant::now();
         self.send(NodeRequest::Read { reply: tx })?;
         let wait = async {
             let index = rx
                 .await
                 .map_err(|_| unavailable("the node is shutting down"))??;
-            self.wait_applied(index).await
+            self.wait_applied(index).await?;
+            crate::observe::metrics::read_index(self.id, started.elapsed());
+            Ok(())
         };
         match tokio::time::timeout(self.request_wait, wait).await {
             Ok(r) => r,

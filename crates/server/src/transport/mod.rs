@@ -149,7 +149,10 @@ impl Transport {
         };
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
-            match send_snapshot(&inner, m).await {
+            let started = std::time::Instant::now();
+            let r = send_snapshot(&inner, m).await;
+            crate::observe::metrics::snapshot_sent(inner.id, r.is_ok(), started.elapsed());
+            match r {
                 Ok(r) => tracing::info!(from = inner.id, to, accepted = r.accepted,
                     reason = %r.reason, applied = r.applied_index, "snapshot sent"),
                 Err(e) => {
