@@ -51,6 +51,10 @@ struct Args {
     /// No partitions even when root: kills, pauses, membership only.
     #[arg(long)]
     no_partitions: bool,
+    /// Wipe a removed node as soon as the leader confirms the removal, not
+    /// once every node knows of it (reproduces the amnesiac-voter hazard).
+    #[arg(long)]
+    eager_wipe: bool,
     /// Keep the run folders of passing runs too.
     #[arg(long)]
     keep: bool,
@@ -225,6 +229,7 @@ async fn async_main(args: Args, bin: PathBuf, network_off: Option<String>) -> Ex
                 args.snapshot_threshold.to_string(),
             ],
             keep: args.keep,
+            eager_wipe: args.eager_wipe,
         };
         println!("chaos: seed {seed}: {} steps planned", plan.steps.len());
         match run::run(config, plan, network_off.clone(), cancel_rx.clone()).await {

@@ -49,6 +49,10 @@ pub struct Nemesis<'a> {
     /// Nodes to restart / resume when the step heals.
     killed: Vec<u64>,
     paused: Vec<u64>,
+    /// Wipe a removed node as soon as the leader confirms the removal,
+    /// without waiting until every other node knows of it (see
+    /// [`Nemesis::set_eager_wipe`]).
+    eager_wipe: bool,
 }
 
 impl<'a> Nemesis<'a> {
@@ -72,7 +76,38 @@ impl<'a> Nemesis<'a> {
             skipped: BTreeMap::new(),
             killed: Vec::new(),
             paused: Vec::new(),
+            eager_wipe: false,
         })
+    }
+
+    /// With `eager` set, a removed node is wiped as soon as the leader
+    /// confirms its removal. By default the nemesis first waits until every
+    /// running node's configuration lacks it: a node that still holds the
+    /// old configuration could otherwise win an election with the vote of
+    /// the wiped node (which has lost its log and its vote), and two
+    /// leaders would accept writes. Raft's membership change does not
+    /// protect against a voter losing its disk; `eager` reproduces that.
+    pub fn set_eager_wipe(&mut self, eager: bool) {
+        self.eager_wipe = eager;
+    }
+
+    /// Whether every running node's configuration lacks node `id`; `Err`
+    /// names one that still lists it (or could not say).
+    async fn removal_known_everywhere(&self, id: u64) -> std::result::Result<(), String> {
+        for other in self.cluster.ids() {
+            if other == id || !self.cluster.is_running(other) {
+                continue;
+            }
+            let status = self
+                .admin
+                .status_of(&self.cluster.addr(other))
+                .await
+                .map_err(|e| format!("node {other}: {e}"))?;
+            if status.members.iter().any(|m| m.id == id) {
+                return Err(format!("node {other} still lists node {id}"));
+            }
+        }
+        Ok(())
     }
 
     fn log(&mut self, what: impl Into<String>) {
@@ -248,12 +283,24 @@ impl<'a> Nemesis<'a> {
     /// Remove node `id`, wipe it, add it back as a learner, promote it.
     async fn readd(&mut self, id: u64) -> std::result::Result<String, String> {
         if let Err(e) = self.admin.remove(id).await {
+            // NotFound after a retried remove: the first attempt applied.
             self.log(format!("membership: remove {id} answered {e}"));
         }
         // Wipe only a node that is certainly no member.
         match self.membership_of(id).await? {
             None => {}
             Some(_) => return Err("remove not confirmed; not wiping a member".into()),
+        }
+        if !self.eager_wipe {
+            let until = Instant::now() + Duration::from_secs(10);
+            while let Err(why) = self.removal_known_everywhere(id).await {
+                if Instant::now() >= until {
+                    self.log(format!("membership: {why}; re-adding node {id} unwiped"));
+                    self.finish_readd(id).await?;
+                    return Ok(format!("node {id} removed and re-added (not wiped: {why})"));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         self.log(format!("membership: node {id} removed; wiping it"));
         self.cluster.kill(id).await.map_err(|e| e.to_string())?;

@@ -60,6 +60,9 @@ pub struct RunConfig {
     pub server_args: Vec<String>,
     /// Keep the run folder even when the run passes.
     pub keep: bool,
+    /// Wipe removed nodes without waiting until every node knows of the
+    /// removal (see [`Nemesis::set_eager_wipe`]).
+    pub eager_wipe: bool,
 }
 
 /// What a run found.
@@ -145,7 +148,7 @@ impl Report {
         }
         let lin = match &self.linearizability {
             LinResult::Linearizable => "ok".to_string(),
-            LinResult::Violation(v) => format!("VIOLATION\n{v}"),
+            LinResult::Violation(v) => format!("VIOLATION\n{}", clip(v)),
             LinResult::Unknown(v) => format!("UNKNOWN ({v})"),
         };
         s.push_str(&format!("  (1) linearizable per key: {lin}\n"));
@@ -154,7 +157,20 @@ impl Report {
         } else {
             let mut v = self.lost_or_doubled.clone();
             v.extend(self.bad_registers.iter().cloned());
-            format!("FAILED: {}", v.join("; "))
+            let total = v.len();
+            v.truncate(SUMMARY_LINES_MAX);
+            let more = if total > v.len() {
+                format!(
+                    "\n      ... and {} more (see history.json)",
+                    total - v.len()
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "FAILED ({total} problems):\n      {}{more}",
+                v.join("\n      ")
+            )
         };
         s.push_str(&format!(
             "  (2) acknowledged writes in final reads: {lost}\n"
@@ -183,6 +199,30 @@ impl Report {
         }
         s
     }
+}
+
+/// Problem lines shown in a summary (the rest are in the run folder).
+const SUMMARY_LINES_MAX: usize = 10;
+
+/// Bytes of the checker's explanation shown per line in a summary.
+const SUMMARY_LINE_BYTES_MAX: usize = 300;
+
+/// The checker's explanation with over-long lines (whole values) cut.
+fn clip(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.len() <= SUMMARY_LINE_BYTES_MAX {
+                l.to_string()
+            } else {
+                let mut end = SUMMARY_LINE_BYTES_MAX;
+                while !l.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{} ...[{} bytes]", &l[..end], l.len())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn write_json<T: Serialize>(dir: &std::path::Path, name: &str, value: &T) -> Result<()> {
@@ -340,6 +380,7 @@ pub async fn run(
         stop_rx,
     ));
     let mut nemesis = Nemesis::new(&mut cluster, firewall.as_mut(), clock)?;
+    nemesis.set_eager_wipe(config.eager_wipe);
     {
         // The fault phase ends at the duration or on cancel.
         let (phase_tx, phase_rx) = watch::channel(false);
