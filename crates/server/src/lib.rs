@@ -92,7 +92,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Semaphore};
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use config::{Config, ConfigError, Limits, TestHooks};
 pub use error::ServerError;
@@ -317,9 +317,15 @@ pub async fn run_with_listener(
         .add_service(cluster_svc)
         .add_service(raft_svc)
         .add_service(health_svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        });
+        // The builder's `tcp_nodelay` covers only listeners it binds itself:
+        // accepted sockets get TCP_NODELAY here, or Nagle holds every small
+        // reply (a Get's, a peer's ack) until the client's delayed ACK, ~40 ms.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            },
+        );
     let mut server = tokio::spawn(server);
     tracing::info!(node = id, addr, "serving");
 

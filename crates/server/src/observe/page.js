@@ -8,8 +8,10 @@ const WINDOW = 300; // samples kept for the charts (5 minutes at 1/s)
 const rates = { writes: [], reads: [] };
 let prev = null; // { time_ms, per node id: { writes, reads } }
 
-function el(tag, attrs, text) {
-  const e = document.createElement(tag);
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function el(tag, attrs, text, ns) {
+  const e = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
   if (text !== undefined) e.textContent = text;
   return e;
@@ -41,9 +43,9 @@ function draw(svgId, series) {
   const pts = series.map((v, i) =>
     `${(w * (i + WINDOW - series.length)) / (WINDOW - 1)},${h - 4 - ((h - 12) * v) / max}`);
   if (pts.length > 1) {
-    svg.appendChild(el("polyline", { points: pts.join(" "), fill: "none", stroke: "#2e6fd8", "stroke-width": "1.5" }));
+    svg.appendChild(el("polyline", { points: pts.join(" "), fill: "none", stroke: "#2e6fd8", "stroke-width": "1.5" }, undefined, SVG_NS));
   }
-  svg.appendChild(el("text", { x: 4, y: 12, "font-size": 10, fill: "#667" }, `max ${max.toFixed(0)}/s`));
+  svg.appendChild(el("text", { x: 4, y: 12, "font-size": 10, fill: "#667" }, `max ${max.toFixed(0)}/s`, SVG_NS));
 }
 
 function render(view) {

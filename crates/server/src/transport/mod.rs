@@ -64,6 +64,8 @@ struct Inner {
     snapshots: Mutex<HashSet<u64>>,
     snapshot_sends: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    /// Mutual TLS to peers (`[tls]`): the CA and this node's identity.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Transport {
@@ -82,8 +84,18 @@ impl Transport {
                 snapshots: Mutex::new(HashSet::new()),
                 snapshot_sends: Arc::new(Semaphore::new(SNAPSHOT_SENDS_MAX)),
                 stop,
+                tls: None,
             }),
         }
+    }
+
+    /// Dials peers with TLS (set right after [`Transport::new`], before any
+    /// clone).
+    pub(crate) fn with_peer_tls(mut self, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.tls = tls;
+        }
+        self
     }
 
     /// Queues `m` for its peer; never waits (drops it if the outbox is full).
@@ -186,13 +198,22 @@ fn with_from_addr<T>(inner: &Inner, body: T) -> tonic::Request<T> {
     req
 }
 
-async fn connect(addr: &str) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+async fn connect(
+    addr: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<Channel, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|e| format!("bad address {addr}: {e}"))?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS settings for {addr}: {e}"))?;
+    }
     // The whole handshake is bounded: a peer whose socket is bound but
     // which does not serve yet must not hold a connection attempt forever.
     match tokio::time::timeout(
@@ -248,7 +269,7 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
             }
             continue;
         };
-        let channel = match connect(&addr).await {
+        let channel = match connect(&addr, inner.tls.as_ref()).await {
             Ok(c) => c,
             Err(e) => {
                 broken = true;
@@ -315,7 +336,7 @@ async fn send_snapshot(inner: &Inner, m: Message) -> Result<pb::InstallSnapshotR
         .book
         .get(m.to)
         .ok_or_else(|| format!("no address for node {}", m.to))?;
-    let channel = connect(&addr).await?;
+    let channel = connect(&addr, inner.tls.as_ref()).await?;
     let stream = inner
         .reader
         .snapshot_with_chunk_size(SNAPSHOT_CHUNK_SIZE_MAX)
