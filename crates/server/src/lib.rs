@@ -243,7 +243,12 @@ pub async fn run_with_listener(
         .spawn(move || applier.run())
         .map_err(|e| ServerError::Task(format!("spawn the apply thread: {e}")))?;
 
-    let transport = transport::Transport::new(id, book.clone(), reader.clone(), stop_rx.clone());
+    let peer_tls = match &config.tls {
+        Some(t) => Some(security::client_tls(t)?),
+        None => None,
+    };
+    let transport = transport::Transport::new(id, book.clone(), reader.clone(), stop_rx.clone())
+        .with_peer_tls(peer_tls);
     let tick = Duration::from_millis(config.tick_interval_ms);
     let handle = Handle {
         id,
