@@ -162,6 +162,8 @@ async fn metrics_parse_and_move_under_load_and_the_cluster_api_survives_a_dead_n
 
     let (code, before) = http_get(&http[&leader], "/metrics").await;
     assert_eq!(code, 200);
+    assert!(before.contains("# HELP raftkv_term "), "described metrics");
+    assert!(before.contains("# TYPE raftkv_wal_fsync_seconds histogram"));
     let before = parse_prometheus(&before);
     assert_eq!(
         sum(&before, "raftkv_role", &[("node", node)]),

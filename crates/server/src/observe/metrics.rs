@@ -62,9 +62,124 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            describe();
             Some(handle)
         })
         .as_ref()
+}
+
+/// `# HELP` texts.
+fn describe() {
+    use metrics::{describe_counter as c, describe_gauge as g, describe_histogram as h, Unit};
+    g!(
+        "raftkv_role",
+        "0 follower, 1 pre-candidate, 2 candidate, 3 leader, 4 learner"
+    );
+    g!("raftkv_term", "current Raft term");
+    g!(
+        "raftkv_leader_id",
+        "the leader this node knows of (0: none)"
+    );
+    g!("raftkv_commit_index", "highest log index known committed");
+    g!(
+        "raftkv_applied_index",
+        "highest log index applied to the state machine"
+    );
+    g!(
+        "raftkv_last_log_index",
+        "index of the last entry in the log"
+    );
+    g!(
+        "raftkv_snapshot_index",
+        "index covered by the latest snapshot"
+    );
+    g!(
+        "raftkv_follower_match_lag",
+        "leader only: last log index minus the follower's match index"
+    );
+    g!(
+        "raftkv_wal_bytes",
+        Unit::Bytes,
+        "size of the WAL segment files"
+    );
+    g!(
+        "raftkv_bitcask_bytes",
+        Unit::Bytes,
+        "Bitcask record bytes: live, dead (merge reclaims), disk"
+    );
+    g!(
+        "raftkv_keys",
+        "keys in the state machine's engine (session records included)"
+    );
+    g!("raftkv_sessions", "client sessions in the state machine");
+    c!(
+        "raftkv_leader_changes_total",
+        "times the leader known to this node changed"
+    );
+    c!(
+        "raftkv_proposals_total",
+        "client writes: ok (applied) or dropped (unavailable, overloaded)"
+    );
+    c!(
+        "raftkv_messages_sent_total",
+        "Raft messages handed to the transport, by type"
+    );
+    c!(
+        "raftkv_append_entries_rejected_total",
+        "AppendEntries rejected by followers (log mismatch)"
+    );
+    c!(
+        "raftkv_snapshot_sends_total",
+        "snapshots streamed to followers"
+    );
+    c!(
+        "raftkv_snapshot_installs_total",
+        "snapshots from the leader installed"
+    );
+    c!(
+        "raftkv_grpc_requests_total",
+        "gRPC calls served, by method and status code"
+    );
+    h!(
+        "raftkv_grpc_request_seconds",
+        Unit::Seconds,
+        "gRPC call latency"
+    );
+    h!(
+        "raftkv_wal_append_seconds",
+        Unit::Seconds,
+        "WAL append (buffered write) latency"
+    );
+    h!(
+        "raftkv_wal_fsync_seconds",
+        Unit::Seconds,
+        "WAL fsync latency"
+    );
+    h!(
+        "raftkv_apply_seconds",
+        Unit::Seconds,
+        "latency of applying one batch of committed entries"
+    );
+    h!(
+        "raftkv_read_index_seconds",
+        Unit::Seconds,
+        "ReadIndex round: leadership confirmed and applied caught up"
+    );
+    h!(
+        "raftkv_snapshot_send_seconds",
+        Unit::Seconds,
+        "time to stream a snapshot to a follower"
+    );
+    h!(
+        "raftkv_snapshot_install_seconds",
+        Unit::Seconds,
+        "time to restore a received snapshot"
+    );
+    h!(
+        "raftkv_snapshot_bytes",
+        Unit::Bytes,
+        "size of snapshots installed"
+    );
 }
 
 fn node(id: u64) -> String {
