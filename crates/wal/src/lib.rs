@@ -54,7 +54,7 @@
 //! On the development machine an fdatasync after an in-place write was
 //! about 1.5-2x cheaper than after an append when the disk was quiet, and up
 //! to 20x cheaper while other processes were creating files
-//! (`docs/benchmarks-wal.md`). When
+//! (`docs/benchmarks.md`). When
 //! a segment is closed it is cut to its written length and fsynced, so only
 //! the last segment ends in zeros.
 //!
