@@ -196,6 +196,7 @@ impl Cluster {
         if self.now.is_multiple_of(TICK) {
             self.faults_tick();
         }
+        self.leader_killer_unit();
         while let Some(msg) = self.net.next_due(self.now) {
             self.deliver(msg);
         }

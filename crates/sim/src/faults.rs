@@ -7,6 +7,7 @@
 use raft::{ConfChange, ConfChangeKind, MemStore, NodeId};
 
 use crate::cluster::Cluster;
+use crate::figure8::LeaderKiller;
 use crate::limits::NODES_MAX;
 use crate::{Scenario, Time};
 
@@ -26,6 +27,8 @@ pub struct FaultPlan {
     pub heal_at: Option<Time>,
     /// The next node id a membership change adds.
     pub next_id: NodeId,
+    /// The `figure8` scenario's leader killer (see [`crate::figure8`]).
+    pub killer: Option<LeaderKiller>,
 }
 
 impl Cluster {

@@ -23,9 +23,13 @@
 //! is linearizable ([`lincheck`], per key; timed-out operations may or may
 //! not have taken effect).
 //!
-//! Scenarios ([`Scenario`]): a 3-node cluster, a 5-node cluster, and a
-//! 3-node cluster that changes membership as it runs. All of them run with
-//! every fault enabled.
+//! Scenarios ([`Scenario`]): a 3-node cluster, a 5-node cluster, a
+//! 3-node cluster that changes membership as it runs, and `figure8`: a
+//! 5-node cluster replicating one entry per message under a leader killer
+//! that cuts off each new leader after a few ticks ([`figure8`]), the chain
+//! of events in which counting an older term's entry toward commit loses a
+//! committed entry. All of them run with every fault enabled; seeds take
+//! the four in turn.
 //!
 //! The checks themselves are tested: [`invariants`] has unit tests that
 //! feed each checker a known-unsafe state, and two [`Sabotage`] modes break
@@ -42,6 +46,7 @@
 //! cargo run -p sim --release -- --seed 17 --verbose   # replay one seed, with its events
 //! cargo run -p sim --release -- --seed 17 --verbose --trace-messages
 //! cargo run -p sim --release -- --seeds 100 --nodes 5 # or --scenario membership
+//! cargo run -p sim --release -- --seeds 100 --scenario figure8
 //! ```
 //!
 //! ```no_run
@@ -52,6 +57,7 @@
 pub mod client;
 pub mod cluster;
 pub mod faults;
+pub mod figure8;
 pub mod fsm;
 pub mod invariants;
 pub mod limits;
@@ -89,15 +95,25 @@ pub enum Scenario {
     /// Three voters to start with; learners are added and promoted, voters
     /// (the leader among them) removed, keeping 3 to 5 voters.
     Membership,
+    /// Five voters replicating one entry per message, under a leader killer
+    /// that cuts off or crashes every new leader after a short tenure: the
+    /// chain of short-lived leaders behind Raft's Figure 8 (see
+    /// [`figure8`]).
+    Figure8,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 3] = [Scenario::Three, Scenario::Five, Scenario::Membership];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Three,
+        Scenario::Five,
+        Scenario::Membership,
+        Scenario::Figure8,
+    ];
 
     /// The scenario a seed runs when none is forced: they take turns.
     pub fn for_seed(seed: u64) -> Scenario {
-        Scenario::ALL[(seed % 3) as usize]
+        Scenario::ALL[(seed % 4) as usize]
     }
 
     /// The scenario's name on the command line and in reports.
@@ -106,6 +122,7 @@ impl Scenario {
             Scenario::Three => "3-node",
             Scenario::Five => "5-node",
             Scenario::Membership => "membership",
+            Scenario::Figure8 => "figure8",
         }
     }
 
@@ -271,11 +288,11 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     let scenario = opts.scenario.unwrap_or(Scenario::for_seed(seed));
     let n: NodeId = match scenario {
         Scenario::Three | Scenario::Membership => 3,
-        Scenario::Five => 5,
+        Scenario::Five | Scenario::Figure8 => 5,
     };
     let steps = opts.steps.min(limits::STEPS_MAX);
     let faults = NetFaults::random(&mut rng);
-    let settings = NodeSettings {
+    let mut settings = NodeSettings {
         pre_vote: rng.chance(750),
         check_quorum: rng.chance(750),
         fsync_max: rng.range(1, 30),
@@ -289,7 +306,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     } else {
         rng.range(2, 10)
     };
-    let plan = FaultPlan {
+    let mut plan = FaultPlan {
         scenario,
         fault_end: (steps * 3 / 4) / TICK * TICK,
         crash_per_mille,
@@ -299,7 +316,20 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         membership_per_mille: 15,
         heal_at: None,
         next_id: n + 1,
+        killer: None,
     };
+    if scenario == Scenario::Figure8 {
+        // Drawn after the common draws, so the other scenarios' runs do
+        // not change.
+        settings.entries_per_append_max = 1;
+        settings.inflight_appends_max = rng.range(1, 3) as usize;
+        settings.fsync_max = rng.range(1, 8);
+        plan.crash_per_mille = rng.range(0, 3);
+        plan.partition_per_mille = 0;
+        plan.transfer_per_mille = 0;
+        plan.down_max = 2;
+        plan.killer = Some(figure8::LeaderKiller::default());
+    }
     let voters: Vec<NodeId> = (1..=n).collect();
     let mut report = Report::empty(seed, opts);
     let mut cluster = match Cluster::new(

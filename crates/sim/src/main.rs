@@ -30,7 +30,7 @@ struct Args {
     /// Only 3- or 5-node runs (no membership changes).
     #[arg(long)]
     nodes: Option<u64>,
-    /// Force a scenario: 3-node, 5-node or membership.
+    /// Force a scenario: 3-node, 5-node, membership or figure8.
     #[arg(long)]
     scenario: Option<String>,
     /// Time units per run (a Raft tick is 10 units).
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         (Some(name), _) => match Scenario::from_name(name) {
             Some(s) => Some(s),
             None => {
-                eprintln!("unknown scenario {name:?}: use 3-node, 5-node or membership");
+                eprintln!("unknown scenario {name:?}: use 3-node, 5-node, membership or figure8");
                 return ExitCode::from(2);
             }
         },

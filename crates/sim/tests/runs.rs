@@ -36,7 +36,7 @@ fn bounded_seeds_have_no_violations() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(21);
-    let mut per_scenario = [0u64; 3];
+    let mut per_scenario = [0u64; Scenario::ALL.len()];
     let mut faults = 0;
     for seed in 0..seeds {
         let r = run(seed, &opts(10_000));
@@ -95,5 +95,25 @@ fn retries_outside_the_session_are_caught_as_duplicates() {
     assert!(
         v.contains("applied twice") || v.starts_with("linearizability"),
         "{v}"
+    );
+}
+
+#[test]
+fn figure8_runs_churn_through_short_lived_leaders() {
+    let o = Options {
+        steps: 10_000,
+        scenario: Some(Scenario::Figure8),
+        ..Options::default()
+    };
+    let r = run(3, &o);
+    assert_eq!(r.violation, None, "{}", r.summary());
+    assert_eq!(r.scenario, Scenario::Figure8);
+    // The killer cuts off or crashes every leader after a short tenure, so
+    // a 7,500-unit fault phase sees many terms with a leader.
+    assert!(r.leader_terms >= 15, "{}", r.summary());
+    assert!(
+        r.faults.partitions + r.faults.crashes >= 15,
+        "{}",
+        r.summary()
     );
 }
