@@ -437,6 +437,7 @@ impl<S: LogStore> RawNode<S> {
             last_index: self.log.last_index(),
             snapshot_index: self.log.snapshot_index(),
             conf: self.membership.current().clone(),
+            committed_conf: self.membership.conf_at(self.log.commit).clone(),
             progress,
             transferee,
         }

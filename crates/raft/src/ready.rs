@@ -132,6 +132,13 @@ pub struct Status {
     pub snapshot_index: Index,
     /// The configuration in effect (the latest one in the log).
     pub conf: ConfState,
+    /// The configuration as of the commit index: the latest one whose
+    /// entry is known committed. It differs from `conf` while a change is
+    /// appended but not yet committed (such a change may still be
+    /// truncated away). Only this one may be reported as a change's
+    /// outcome: e.g. a node is certainly removed only once it is absent
+    /// here.
+    pub committed_conf: ConfState,
     /// The leader's view of each other member (empty on followers).
     pub progress: BTreeMap<NodeId, ProgressStatus>,
     /// The target of a leadership transfer in progress.

@@ -81,11 +81,26 @@ impl<S: LogStore> RawNode<S> {
                 let can_vote = self.vote == Some(m.from)
                     || (self.vote.is_none() && self.leader.is_none())
                     || m.term > self.term;
-                let granted = can_vote && self.log.is_up_to_date(last_index, last_term)?;
+                let granted = can_vote
+                    && !self.is_blank()
+                    && self.log.is_up_to_date(last_index, last_term)?;
                 let term = if granted { m.term } else { self.term };
                 self.send_with_term(m.from, term, MessageBody::PreVoteResponse { granted });
                 Ok(())
             }
+            // A blank node (`is_blank`: started with an empty store and
+            // has received neither a snapshot nor an entry) grants no
+            // pre-vote or vote. Its vote protects no log, and a blank node
+            // is a voter in someone's configuration only if it lost its
+            // disk while still a voter (or was promoted before receiving
+            // anything). Then its vote lets a node with a stale log and
+            // configuration win: seen with the chaos tester's
+            // `--eager-wipe`, where node 1, still holding {1,2,3}, won
+            // term 4 with the vote of the just-wiped node 3 while the
+            // removal of 3 was uncommitted, and committed entries were
+            // lost (testdata/wiped_voter_no_vote.txt). This costs no
+            // liveness in normal operation: a learner is promoted by an
+            // entry it then holds, so a caught-up voter is never blank.
             MessageBody::RequestVote {
                 last_index,
                 last_term,
@@ -95,7 +110,9 @@ impl<S: LogStore> RawNode<S> {
                 // at least as up-to-date as receiver's log, grant vote."
                 let can_vote =
                     self.vote == Some(m.from) || (self.vote.is_none() && self.leader.is_none());
-                let granted = can_vote && self.log.is_up_to_date(last_index, last_term)?;
+                let granted = can_vote
+                    && !self.is_blank()
+                    && self.log.is_up_to_date(last_index, last_term)?;
                 if granted {
                     self.vote = Some(m.from);
                     self.election_elapsed = 0;

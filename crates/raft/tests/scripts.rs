@@ -171,6 +171,13 @@ impl goldenscript::Runner for Runner {
                 let id = one(&mut args)?;
                 c.restart(id)?;
             }
+            "wipe" => {
+                // The node loses its disk and restarts with an empty store
+                // (a join-mode node under the same id).
+                let id = one(&mut args)?;
+                c.add_blank_node(id);
+                writeln!(out, "{id}: wiped; restarted with an empty store")?;
+            }
             "propose" => {
                 let id = one(&mut args)?;
                 let data = args.next_pos().ok_or("data expected")?.to_string();

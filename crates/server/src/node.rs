@@ -197,7 +197,12 @@ pub(crate) struct SoftView {
     pub commit: Index,
     pub last_index: Index,
     pub snapshot_index: Index,
+    /// The configuration in effect (the latest in the log, maybe not
+    /// committed).
     pub conf: ConfState,
+    /// The configuration as of the commit index: what may be reported as
+    /// a membership change's outcome (see [`raft::Status::committed_conf`]).
+    pub committed_conf: ConfState,
 }
 
 impl Default for SoftView {
@@ -210,6 +215,7 @@ impl Default for SoftView {
             last_index: 0,
             snapshot_index: 0,
             conf: ConfState::default(),
+            committed_conf: ConfState::default(),
         }
     }
 }
@@ -318,6 +324,7 @@ impl Node {
                 last_index: st.last_index,
                 snapshot_index: st.snapshot_index,
                 conf: st.conf.clone(),
+                committed_conf: st.committed_conf.clone(),
             };
             let changed = v.role != new.role
                 || v.leader != new.leader
@@ -325,7 +332,8 @@ impl Node {
                 || v.commit != new.commit
                 || v.last_index != new.last_index
                 || v.snapshot_index != new.snapshot_index
-                || v.conf != new.conf;
+                || v.conf != new.conf
+                || v.committed_conf != new.committed_conf;
             *v = new;
             changed
         });

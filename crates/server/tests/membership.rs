@@ -343,3 +343,82 @@ async fn overload_is_answered_resource_exhausted_and_the_node_recovers() {
     }
     c.stop_all().await;
 }
+
+/// Regression (chaos `--eager-wipe`, seed 1): a removal that is appended
+/// but not committed must not be reported as done. The chaos tester's
+/// retried `Remove` got `NotFound` from a node whose log held the
+/// uncommitted removal, and `Members` (the appended configuration) agreed,
+/// so it wiped the "removed" node; a stale node then won an election with
+/// the wiped node's vote and acknowledged writes were lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_uncommitted_removal_is_not_reported_as_done() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    put(&c, l, "k", "v").await;
+    let others: Vec<u64> = (1..=3).filter(|&id| id != l).collect();
+    let (down, target) = (others[0], others[1]);
+    // Without `down` the new configuration {l, down} has no majority, so
+    // the removal of `target` is appended but cannot commit.
+    c.stop_node(down).await.unwrap();
+    let mut first = c.cluster(l).await;
+    let pending = tokio::spawn(async move { first.remove(RemoveRequest { id: target }).await });
+    // Wait until the removal is appended on the leader.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = c.status(l).await;
+        if !st.members.iter().any(|m| m.id == target) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "removal never appended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A retry must not say NotFound, and Members must still list the
+    // target, whether `l` still leads or stepped down (check quorum).
+    for via in [l, target] {
+        let retry = c
+            .cluster(via)
+            .await
+            .remove(RemoveRequest { id: target })
+            .await;
+        match retry {
+            Err(st) => assert_eq!(
+                st.code(),
+                Code::Unavailable,
+                "retried remove via {via} while uncommitted: {st:?}"
+            ),
+            Ok(r) => panic!("retried remove via {via} succeeded uncommitted: {r:?}"),
+        }
+        let members = c
+            .cluster(via)
+            .await
+            .members(MembersRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            members.members.iter().any(|m| m.id == target),
+            "Members via {via} dropped node {target} before its removal committed"
+        );
+    }
+    // Once a majority is back the removal commits and is reported.
+    c.start_node(down).await;
+    let r = on_leader(&c, |mut cl| async move {
+        cl.remove(RemoveRequest { id: target }).await
+    })
+    .await;
+    match r {
+        Ok(_) => {}
+        Err(st) => assert_eq!(st.code(), Code::NotFound, "{st:?}"),
+    }
+    let l = c.leader().await;
+    let members = c
+        .cluster(l)
+        .await
+        .members(MembersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!members.members.iter().any(|m| m.id == target));
+    pending.abort();
+    c.stop_all().await;
+}

@@ -4,6 +4,24 @@
 //! Membership changes go through the log one at a time (the Raft core's
 //! rule) and are answered once the change applied. A new node's address
 //! rides in the change's context, so every member learns it.
+//!
+//! # Committed versus appended configuration
+//!
+//! The core uses a configuration from the moment its entry is appended,
+//! but the entry may still be truncated away by a later leader. So every
+//! answer that reports a change's *outcome* is based on the configuration
+//! as of the commit index, never on the appended one:
+//!
+//! - `Members` lists the committed configuration (of the node asked: a
+//!   lagging node may still list a removed node, never the reverse).
+//! - `Remove` is answered by the leader only. `NotFound` means the node is
+//!   absent from the leader's committed configuration, so its removal is
+//!   durable and wiping its disk is safe. A removal that is appended but
+//!   not committed yet (e.g. the first attempt timed out) answers
+//!   `Unavailable`; retry until the removal succeeds or `NotFound` comes.
+//!
+//! (`Status` still shows the node's configuration in effect, appended or
+//! not: that is the one the node votes and counts with.)
 
 use bytes::Bytes;
 use proto::kv as pb;
@@ -125,7 +143,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         _req: Request<pb::MembersRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
-        let conf = self.handle.soft.borrow().conf.clone();
+        let conf = self.handle.soft.borrow().committed_conf.clone();
         Ok(Response::new(pb::MembersResponse {
             header: Some(self.handle.header()),
             members: self.members(&conf),
@@ -177,8 +195,19 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
         let id = req.into_inner().id;
-        if !self.handle.soft.borrow().conf.members().contains(&id) {
-            return Err(Status::not_found(format!("node {id} is not a member")));
+        // Only the leader's committed configuration can tell that a node
+        // is gone for good (module docs).
+        self.handle.check_leader()?;
+        {
+            let soft = self.handle.soft.borrow();
+            if !soft.conf.members().contains(&id) {
+                if soft.committed_conf.members().contains(&id) {
+                    return Err(unavailable(&format!(
+                        "the removal of node {id} is appended but not committed yet; retry"
+                    )));
+                }
+                return Err(Status::not_found(format!("node {id} is not a member")));
+            }
         }
         self.conf_change(ConfChangeKind::RemoveNode, id, Bytes::new())
             .await
