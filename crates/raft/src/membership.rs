@@ -44,7 +44,26 @@
 //! until the change commits, then steps down; it sends `TimeoutNow` to the
 //! most caught-up voter so that a new leader is elected at once.
 //!
+//! # A voter that loses its disk
+//!
+//! The argument above assumes every voter keeps its log and its vote.
+//! Wiping a removed node and re-adding it under the same id is safe only
+//! once the removal is **committed**: a majority of the new configuration
+//! then holds the removal, and any majority of the old configuration
+//! without the wiped node meets that majority, so a node still holding the
+//! old configuration cannot be elected. Before the commit it can: with
+//! {1,2,3} and the removal of 3 appended on 2 only, node 1 (old log, old
+//! configuration) wins with its own vote and the wiped node's. Two guards:
+//! the server reports a removal as done (`Remove` answering `NotFound`,
+//! `Members`) only from the committed configuration
+//! ([`Status::committed_conf`]), and a blank node (empty store, nothing
+//! received yet) grants no pre-vote or vote (`step.rs`). A wiped node
+//! that has already caught up with a stale leader is beyond both guards:
+//! operators must wait for `Remove` to succeed (or answer `NotFound`)
+//! before wiping.
+//!
 //! [`ConfChange`]: crate::ConfChange
+//! [`Status::committed_conf`]: crate::Status::committed_conf
 
 use crate::confchange::{ConfChange, ConfChangeKind};
 use crate::types::{ConfState, Entry, EntryKind, Index};
