@@ -2,7 +2,7 @@
 //! 256, one fsync per batch; plus the disk's raw fdatasync latency.
 //!
 //! ```text
-//! cargo run -p wal --release --example bench [-- --dir PATH] [--seconds S]
+//! cargo run -p wal --release --example wal_bench [-- --dir PATH] [--seconds S]
 //! ```
 //!
 //! `--dir` picks the file system to measure (default: a temporary directory

@@ -1,4 +1,4 @@
-//! Bitcask benchmark: `cargo run -p bitcask --release --example bench [-- --keys N --value-size B --restarts N --dir D]`.
+//! Bitcask benchmark: `cargo run -p bitcask --release --example bitcask_bench [-- --keys N --value-size B --restarts N --dir D]`.
 //!
 //! Prints put/s, get/s and get latency (p50/p99/p999, values from the page
 //! cache), keydir bytes per key (measured with a counting allocator),
