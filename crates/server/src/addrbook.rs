@@ -106,6 +106,22 @@ impl AddrBook {
         Ok(())
     }
 
+    /// Records the address a membership change carries: an added learner or
+    /// voter may name its address (UTF-8) in the change's context.
+    ///
+    /// # Errors
+    /// A failed write of the file.
+    pub fn learn_from(&self, cc: &raft::ConfChange) -> Result<(), ServerError> {
+        let adds = matches!(
+            cc.kind,
+            raft::ConfChangeKind::AddLearner | raft::ConfChangeKind::AddVoter
+        );
+        match std::str::from_utf8(&cc.context) {
+            Ok(addr) if adds && !addr.is_empty() => self.set(cc.node_id, addr),
+            _ => Ok(()),
+        }
+    }
+
     /// Merges `entries` (ids already known keep their address).
     ///
     /// # Errors

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kv::{Applied, StateMachine};
-use raft::{ConfChange, ConfChangeKind, Entry, EntryKind, Index};
+use raft::{ConfChange, Entry, EntryKind, Index};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
 
@@ -178,15 +178,7 @@ impl Applier {
             Ok(cc) => {
                 tracing::info!(node = self.id, index = e.index, kind = ?cc.kind, target = cc.node_id,
                     "membership change applied");
-                if matches!(
-                    cc.kind,
-                    ConfChangeKind::AddLearner | ConfChangeKind::AddVoter
-                ) && !cc.context.is_empty()
-                {
-                    if let Ok(addr) = std::str::from_utf8(&cc.context) {
-                        self.book.set(cc.node_id, addr)?;
-                    }
-                }
+                self.book.learn_from(&cc)?;
             }
             Err(err) => {
                 tracing::warn!(node = self.id, index = e.index, error = %err, "undecodable conf change")

@@ -44,8 +44,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft::{
-    ConfChange, ConfChangeKind, ConfState, EntryKind, Index, LogStore, Message, ProposeError,
-    RawNode, Ready, Role, Term,
+    ConfChange, ConfState, EntryKind, Index, LogStore, Message, ProposeError, RawNode, Ready, Role,
+    Term,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
@@ -591,15 +591,7 @@ impl Node {
             .filter(|e| e.kind == EntryKind::ConfChange)
         {
             if let Ok(cc) = ConfChange::decode(&e.data) {
-                if matches!(
-                    cc.kind,
-                    ConfChangeKind::AddLearner | ConfChangeKind::AddVoter
-                ) && !cc.context.is_empty()
-                {
-                    if let Ok(addr) = std::str::from_utf8(&cc.context) {
-                        self.book.set(cc.node_id, addr)?;
-                    }
-                }
+                self.book.learn_from(&cc)?;
             }
         }
         if !rd.entries.is_empty() {
