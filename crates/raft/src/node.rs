@@ -258,6 +258,37 @@ impl<S: LogStore> RawNode<S> {
         Ok(())
     }
 
+    /// Tells a follower that the transport found `peer` down: its
+    /// connection broke and a new one was refused (the process is gone, so
+    /// the operating system closed its sockets). Returns whether the
+    /// follower took it: `peer` is the leader it follows, and lease reads
+    /// are off.
+    ///
+    /// A follower that takes it forgets its leader, so it no longer
+    /// refuses votes for that leader's sake (leader stickiness). The caller
+    /// should then call [`RawNode::campaign`] after a short random delay (so
+    /// that followers which noticed together do not split the vote), rather
+    /// than wait out a whole election timeout. If no election is started,
+    /// the election timer runs on as before.
+    ///
+    /// Safety does not depend on it: any node may start an election at any
+    /// time, and pre-vote still asks a majority that has not heard from a
+    /// leader either. Only liveness does: a follower that is told wrongly
+    /// (a live leader, one broken connection) may let another node depose
+    /// that leader. With lease reads on it is ignored, because the leader's
+    /// lease relies on every voter honouring the full election timeout.
+    pub fn report_leader_down(&mut self, peer: NodeId) -> bool {
+        let taken = !self.config.lease_read
+            && matches!(self.role, RoleState::Follower)
+            && self.leader == Some(peer)
+            && peer != self.id;
+        if taken {
+            self.leader = None;
+        }
+        self.debug_check();
+        taken
+    }
+
     /// Whether a [`Ready`] has something to do. False while a Ready is
     /// outstanding (not yet given back to `advance`).
     pub fn has_ready(&self) -> bool {

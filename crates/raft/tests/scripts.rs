@@ -25,6 +25,8 @@
 //! - `partition ids`: the listed nodes on one side, all others on the
 //!   other; `heal` removes it.
 //! - `crash ID` (loses everything not synced) / `restart ID`.
+//! - `leader-down ID PEER`: the transport of ID reports PEER down
+//!   (`report_leader_down`); prints whether ID took it.
 //! - `propose ID DATA`, `read ID CTX`, `transfer FROM TO`,
 //!   `add-learner LEADER ID`, `promote LEADER ID`, `remove LEADER ID`,
 //!   `compact ID` (at the applied index).
@@ -189,6 +191,13 @@ impl goldenscript::Runner for Runner {
                 if let Err(e) = c.node(id)?.raw.read_index(ctx) {
                     writeln!(out, "{id}: read refused: {e}")?;
                 }
+            }
+            "leader-down" => {
+                let id = one(&mut args)?;
+                let peer = one(&mut args)?;
+                let taken = c.node(id)?.raw.report_leader_down(peer);
+                let verb = if taken { "takes" } else { "ignores" };
+                writeln!(out, "{id}: {verb} the report that {peer} is down")?;
             }
             "transfer" => {
                 let from = one(&mut args)?;

@@ -247,8 +247,10 @@ pub async fn run_with_listener(
         Some(t) => Some(security::client_tls(t)?),
         None => None,
     };
-    let transport = transport::Transport::new(id, book.clone(), reader.clone(), stop_rx.clone())
-        .with_peer_tls(peer_tls);
+    let (down_tx, down_rx) = mpsc::channel(limits::PEER_DOWN_REPORTS_MAX);
+    let transport =
+        transport::Transport::new(id, book.clone(), reader.clone(), stop_rx.clone(), down_tx)
+            .with_peer_tls(peer_tls);
     let tick = Duration::from_millis(config.tick_interval_ms);
     let handle = Handle {
         id,
@@ -270,6 +272,11 @@ pub async fn run_with_listener(
         raw,
         requests: node_rx,
         peer_rx,
+        down_rx,
+        campaign_at: None,
+        leader_down_delay_max: (tick * config.election_timeout_ticks_min as u32 / 2).min(
+            Duration::from_millis(limits::LEADER_DOWN_CAMPAIGN_DELAY_MS_MAX),
+        ),
         transport,
         apply_tx: apply_tx.clone(),
         waiters,

@@ -67,6 +67,16 @@ pub const SNAPSHOT_SENDS_MAX: usize = 2;
 pub const PEER_RECONNECT_BACKOFF_MS_MIN: u64 = 50;
 /// See [`PEER_RECONNECT_BACKOFF_MS_MIN`].
 pub const PEER_RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+/// A peer stream that ends after being up at least this long is reopened
+/// at once (no backoff), in ms.
+pub const PEER_STREAM_STABLE_MS_MIN: u64 = 1_000;
+/// Peers found down arriving at the driver and not yet handled; more are
+/// dropped (each is only a hint).
+pub const PEER_DOWN_REPORTS_MAX: usize = 16;
+/// After its leader is reported down, a follower campaigns within a random
+/// delay of up to this long (or half its minimum election timeout, if that
+/// is shorter), in ms: followers that noticed together rarely split the vote.
+pub const LEADER_DOWN_CAMPAIGN_DELAY_MS_MAX: u64 = 150;
 /// Peers in the address book.
 pub const PEERS_MAX: usize = 64;
 

@@ -226,6 +226,12 @@ pub(crate) struct Node {
     pub raw: RawNode<Wal>,
     pub requests: mpsc::Receiver<NodeRequest>,
     pub peer_rx: mpsc::Receiver<Message>,
+    /// Peers the transport found down (see [`RawNode::report_leader_down`]).
+    pub down_rx: mpsc::Receiver<u64>,
+    /// When to campaign because the leader was reported down.
+    pub campaign_at: Option<tokio::time::Instant>,
+    /// The longest random delay before that campaign.
+    pub leader_down_delay_max: Duration,
     pub transport: Transport,
     pub apply_tx: mpsc::Sender<ApplyMsg>,
     pub waiters: Arc<Waiters>,
@@ -259,6 +265,8 @@ impl Node {
                 biased;
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => self.raw.tick(),
+                Some(peer) = self.down_rx.recv() => self.leader_down(peer),
+                _ = sleep_until(self.campaign_at) => self.campaign_after_leader_down(),
                 m = self.peer_rx.recv() => {
                     let Some(m) = m else { break };
                     self.step(m)?;
@@ -299,6 +307,32 @@ impl Node {
         self.fail_reads(&stop);
         tracing::info!(node = self.id, "raft driver stopped");
         Ok(())
+    }
+
+    /// The transport found `peer` down: if it is our leader, campaign soon.
+    fn leader_down(&mut self, peer: u64) {
+        if !self.raw.report_leader_down(peer) {
+            return;
+        }
+        let delay = random_below(self.leader_down_delay_max);
+        tracing::info!(
+            node = self.id,
+            leader = peer,
+            delay_ms = delay.as_millis() as u64,
+            "leader reported down; campaigning soon"
+        );
+        self.campaign_at = Some(tokio::time::Instant::now() + delay);
+    }
+
+    fn campaign_after_leader_down(&mut self) {
+        self.campaign_at = None;
+        let st = self.raw.status();
+        // A leader heard from meanwhile (someone else won) stands.
+        if st.role == Role::Follower && st.leader.is_none() {
+            if let Err(e) = self.raw.campaign() {
+                tracing::debug!(node = self.id, error = %e, "no campaign after leader down");
+            }
+        }
     }
 
     fn step(&mut self, m: Message) -> Result<(), ServerError> {
@@ -693,4 +727,26 @@ pub(crate) fn open_wal(
         }
     }
     Ok(wal)
+}
+
+/// Sleeps until `at`, or forever if it is `None`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A random duration in `[0, max)` (`max` itself if zero); random enough
+/// to spread the followers of a dead leader apart.
+fn random_below(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = max.as_nanos() as u64;
+    if nanos == 0 {
+        return max;
+    }
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_nanos(r % nanos)
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -39,6 +40,36 @@ async fn leader_stopped_new_leader_takes_over_and_nothing_is_lost() {
             Some(format!("{i}").into_bytes())
         );
     }
+    c.stop_all().await;
+}
+
+/// The followers of a leader whose process is gone (its sockets closed)
+/// elect a new one without waiting out an election timeout: their
+/// transports find the leader's connection refused and report it down.
+/// With 3–6 s election timeouts, a new leader within 2 s can only come from
+/// that report (it takes ~0.2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_of_a_stopped_leader_elect_a_new_one_before_their_election_timeout() {
+    let ticks_min = 3_000 / TICK_MS;
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.election_timeout_ticks_min = ticks_min;
+        cfg.election_timeout_ticks_max = 2 * ticks_min;
+    })
+    .await;
+    let old = c.leader().await;
+    put(&c, old, "k", "v").await;
+    // Streams to a leader are reopened at once only after being up a while.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let stopped = Instant::now();
+    c.stop_node(old).await.unwrap();
+    let new = c.leader().await;
+    let took = stopped.elapsed();
+    assert_ne!(new, old);
+    assert!(
+        took < Duration::from_secs(2),
+        "new leader after {took:?}: the election timeout (>= 3 s) was waited out"
+    );
+    assert_eq!(get(&c, new, "k").await, Some(b"v".to_vec()));
     c.stop_all().await;
 }
 

@@ -9,7 +9,11 @@
 //! window). A broken stream is reopened with exponential backoff between
 //! [`PEER_RECONNECT_BACKOFF_MS_MIN`] and [`PEER_RECONNECT_BACKOFF_MS_MAX`];
 //! messages queued meanwhile go out on the new stream (Raft ignores stale
-//! ones).
+//! ones). A stream that had been up for a while is reopened at once, and if
+//! that connection is refused the peer is reported down to the driver
+//! (bounded channel, dropped when full): a follower whose leader's process
+//! died starts an election without waiting out its election timeout (see
+//! [`raft::RawNode::report_leader_down`]).
 //!
 //! `InstallSnapshot` messages take another path: a task opens a
 //! `Raft.InstallSnapshot` call and streams the state machine's current
@@ -46,8 +50,8 @@ use crate::addrbook::AddrBook;
 use crate::apply::Engine;
 use crate::limits::{
     PEER_CONNECT_MS_MAX, PEER_MESSAGE_SIZE_MAX, PEER_OUTBOX_MAX, PEER_RECONNECT_BACKOFF_MS_MAX,
-    PEER_RECONNECT_BACKOFF_MS_MIN, PEER_STREAM_BUFFER_MAX, SNAPSHOT_CHUNK_SIZE_MAX,
-    SNAPSHOT_FINISH_MS_MAX, SNAPSHOT_IDLE_MS_MAX, SNAPSHOT_SENDS_MAX,
+    PEER_RECONNECT_BACKOFF_MS_MIN, PEER_STREAM_BUFFER_MAX, PEER_STREAM_STABLE_MS_MIN,
+    SNAPSHOT_CHUNK_SIZE_MAX, SNAPSHOT_FINISH_MS_MAX, SNAPSHOT_IDLE_MS_MAX, SNAPSHOT_SENDS_MAX,
 };
 
 /// The sending half of the transport. Cloning shares it.
@@ -64,6 +68,8 @@ struct Inner {
     snapshots: Mutex<HashSet<u64>>,
     snapshot_sends: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    /// Where peers found down are reported (to the driver).
+    down: mpsc::Sender<u64>,
     /// Mutual TLS to peers (`[tls]`): the CA and this node's identity.
     tls: Option<tonic::transport::ClientTlsConfig>,
 }
@@ -74,6 +80,7 @@ impl Transport {
         book: AddrBook,
         reader: kv::KvReader<Engine>,
         stop: watch::Receiver<bool>,
+        down: mpsc::Sender<u64>,
     ) -> Transport {
         Transport {
             inner: Arc::new(Inner {
@@ -84,6 +91,7 @@ impl Transport {
                 snapshots: Mutex::new(HashSet::new()),
                 snapshot_sends: Arc::new(Semaphore::new(SNAPSHOT_SENDS_MAX)),
                 stop,
+                down,
                 tls: None,
             }),
         }
@@ -254,6 +262,9 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
     let mut logged_down = false;
     // Whether a connection failed or broke before this attempt.
     let mut broken = false;
+    // Whether the last stream was up and has just ended: the next failed
+    // connection means the peer is down.
+    let mut just_ended = false;
     loop {
         let is_stopped = *stop.borrow();
         if is_stopped {
@@ -273,6 +284,10 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
             Ok(c) => c,
             Err(e) => {
                 broken = true;
+                if std::mem::take(&mut just_ended) {
+                    // Dropped if the driver is behind: it is only a hint.
+                    let _ = inner.down.try_send(to);
+                }
                 if !logged_down {
                     tracing::info!(from = inner.id, to, error = %e, "peer unreachable; retrying");
                     logged_down = true;
@@ -310,6 +325,7 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
         let mut c = client(channel);
         let req = with_from_addr(&inner, ReceiverStream::new(rx));
         let mut call = Box::pin(async move { c.send(req).await });
+        let opened = std::time::Instant::now();
         loop {
             tokio::select! {
                 r = &mut call => {
@@ -325,7 +341,13 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
                 _ = stopped(&mut stop) => return,
             }
         }
-        if !pause(&mut stop, backoff).await {
+        // A stream that was up for a while is reopened at once, so that a
+        // dead peer is noticed now; one that broke soon after opening waits
+        // (no busy loop against a peer that keeps closing it).
+        just_ended = true;
+        if opened.elapsed() < Duration::from_millis(PEER_STREAM_STABLE_MS_MIN)
+            && !pause(&mut stop, backoff).await
+        {
             return;
         }
     }

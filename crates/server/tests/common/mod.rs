@@ -69,6 +69,11 @@ pub fn node_config(
 impl Cluster {
     /// Starts `n` voters (ids 1..=n).
     pub async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, |_| {}).await
+    }
+
+    /// Starts `n` voters (ids 1..=n), each config changed by `tweak`.
+    pub async fn start_with(n: u64, tweak: impl Fn(&mut Config)) -> Cluster {
         init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let mut addrs = BTreeMap::new();
@@ -82,7 +87,8 @@ impl Cluster {
             running: BTreeMap::new(),
         };
         for id in 1..=n {
-            let cfg = node_config(id, &addrs[&id], &addrs, c.dir.path());
+            let mut cfg = node_config(id, &addrs[&id], &addrs, c.dir.path());
+            tweak(&mut cfg);
             c.configs.insert(id, cfg);
             c.start_node(id).await;
         }
