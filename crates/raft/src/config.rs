@@ -47,6 +47,12 @@ pub struct Config {
     pub applied: Index,
     /// Seed of the generator that randomizes election timeouts.
     pub seed: u64,
+    /// Keep what [`RawNode::check_invariants`](crate::RawNode::check_invariants)
+    /// needs to check that committed entries never change (a hash of every
+    /// committed entry), and in debug builds check the invariants after
+    /// every input. On by default in debug builds; the simulator turns it
+    /// on in release builds. Off, `check_invariants` still checks the rest.
+    pub check_invariants: bool,
 }
 
 impl Default for Config {
@@ -67,6 +73,7 @@ impl Default for Config {
             inflight_appends_max: 64,
             applied: 0,
             seed: 0,
+            check_invariants: cfg!(debug_assertions),
         }
     }
 }

@@ -163,7 +163,11 @@ mod tests {
 
     fn leader() -> RawNode<MemStore> {
         let store = MemStore::with_conf(ConfState::with_voters([1]));
-        let mut n = RawNode::new(Config::new(1), store).unwrap();
+        let config = Config {
+            check_invariants: true,
+            ..Config::new(1)
+        };
+        let mut n = RawNode::new(config, store).unwrap();
         n.campaign().unwrap();
         n.propose(Bytes::from("a")).unwrap();
         for _ in 0..3 {

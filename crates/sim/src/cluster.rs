@@ -147,6 +147,8 @@ impl Cluster {
             entries_per_append_max: self.settings.entries_per_append_max,
             inflight_appends_max: self.settings.inflight_appends_max,
             applied,
+            // Hash committed entries for check_invariants() in release too.
+            check_invariants: true,
             ..Config::default()
         }
     }
