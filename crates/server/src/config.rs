@@ -33,6 +33,12 @@
 //! token = "s3cret"
 //! role = "write"                  # or "read"
 //!
+//! [storage]                       # the state machine's Bitcask engine
+//! file_size_max = 268435456       # a data file is closed past this size
+//! merge_dead_percent = 50         # merge once this share of record bytes is dead (0: never)
+//! merge_dead_bytes_min = 67108864 # ... and at least this many bytes are dead
+//! merge_check_interval_ms = 10000 # how often to look
+//!
 //! [limits]
 //! key_size_max = 4096
 //! value_size_max = 1048576
@@ -121,6 +127,8 @@ pub struct Config {
     pub check_quorum: bool,
     /// Take a snapshot and compact the WAL every this many applied entries.
     pub snapshot_threshold_entries: u64,
+    /// `[storage]`: the Bitcask engine's file size and automatic merges.
+    pub storage: Storage,
     /// Request and queue limits.
     pub limits: Limits,
     /// Where the HTTP server (`/metrics`, the web page) listens; none if
@@ -134,6 +142,35 @@ pub struct Config {
     /// Hooks for tests only; never set from TOML.
     #[serde(skip)]
     pub test_hooks: TestHooks,
+}
+
+/// The state machine's Bitcask engine: when data files are closed, and
+/// when a background merge rewrites the closed ones without their dead
+/// records (overwritten or deleted values). See [`crate::merger`].
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// The active data file is closed (and becomes mergeable) before a
+    /// write would take it past this many bytes.
+    pub file_size_max: u64,
+    /// Merge once dead records are at least this percentage of the record
+    /// bytes; 0 turns automatic merges off.
+    pub merge_dead_percent: u8,
+    /// ... and at least this many bytes are dead.
+    pub merge_dead_bytes_min: u64,
+    /// How often the engine is looked at, in ms.
+    pub merge_check_interval_ms: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            file_size_max: bitcask::limits::file_size_default,
+            merge_dead_percent: 50,
+            merge_dead_bytes_min: 64 * 1024 * 1024,
+            merge_check_interval_ms: 10_000,
+        }
+    }
 }
 
 /// Request and queue limits of a node. Defaults come from [`crate::limits`].
@@ -200,6 +237,7 @@ impl Default for Config {
             pre_vote: true,
             check_quorum: true,
             snapshot_threshold_entries: 10_000,
+            storage: Storage::default(),
             limits: Limits::default(),
             http_addr: None,
             tls: None,
@@ -323,6 +361,22 @@ impl Config {
         if self.snapshot_threshold_entries == 0 {
             return Err(invalid("snapshot_threshold_entries", "must be positive"));
         }
+        let st = &self.storage;
+        if st.file_size_max < 4096 || st.file_size_max > bitcask::limits::file_size_max {
+            return Err(invalid(
+                "storage.file_size_max",
+                format!("must be in 4096..={}", bitcask::limits::file_size_max),
+            ));
+        }
+        if st.merge_dead_percent > 100 {
+            return Err(invalid("storage.merge_dead_percent", "must be in 0..=100"));
+        }
+        if st.merge_check_interval_ms == 0 {
+            return Err(invalid(
+                "storage.merge_check_interval_ms",
+                "must be positive",
+            ));
+        }
         let l = &self.limits;
         if l.key_size_max == 0 || l.key_size_max > limits::KEY_SIZE_CAP {
             return Err(invalid(
@@ -394,6 +448,8 @@ mod tests {
             1 = "127.0.0.1:7001"
             2 = "127.0.0.1:7002"
             3 = "localhost:7003"
+            [storage]
+            merge_dead_percent = 30
             [limits]
             key_size_max = 100
             "#,
@@ -403,6 +459,8 @@ mod tests {
         assert_eq!(c.peers.len(), 3);
         assert_eq!(c.tick_interval_ms, 50);
         assert_eq!(c.limits.key_size_max, 100);
+        assert_eq!(c.storage.merge_dead_percent, 30);
+        assert_eq!(c.storage.file_size_max, Storage::default().file_size_max);
         assert_eq!(c.limits.value_size_max, limits::VALUE_SIZE_MAX);
         assert_eq!(c.initial_voters(), vec![1, 2, 3]);
         assert_eq!(c.advertise_addr(), "127.0.0.1:7002");
@@ -424,6 +482,10 @@ mod tests {
         assert!(e.to_string().contains("election_timeout_ticks_min"), "{e}");
         let e = Config::from_toml_str("[peers]\n2 = \"nohost\"").unwrap_err();
         assert!(e.to_string().contains("peers"), "{e}");
+        let e = Config::from_toml_str("[storage]\nmerge_dead_percent = 101").unwrap_err();
+        assert!(e.to_string().contains("storage.merge_dead_percent"), "{e}");
+        let e = Config::from_toml_str("[storage]\nfile_size_max = 10").unwrap_err();
+        assert!(e.to_string().contains("storage.file_size_max"), "{e}");
     }
 
     #[test]

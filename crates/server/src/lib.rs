@@ -81,6 +81,7 @@ pub mod config;
 mod descriptor;
 pub mod error;
 pub mod limits;
+mod merger;
 mod node;
 mod observe;
 pub mod security;
@@ -170,10 +171,12 @@ pub async fn run_with_listener(
 
     // The state machine, then the log; the log is replayed from the state
     // machine's durable applied index.
-    let engine =
-        bitcask::Bitcask::open(dir.join("kv"), bitcask::Options::default()).map_err(|e| {
-            ServerError::StateMachine(format!("open {}: {e}", dir.join("kv").display()))
-        })?;
+    let engine_options = bitcask::Options {
+        file_size_max: config.storage.file_size_max,
+    };
+    let engine = bitcask::Bitcask::open(dir.join("kv"), engine_options).map_err(|e| {
+        ServerError::StateMachine(format!("open {}: {e}", dir.join("kv").display()))
+    })?;
     let sm = kv::StateMachine::open(Arc::new(engine))
         .map_err(|e| ServerError::StateMachine(e.to_string()))?;
     if let Some(index) = sm.restore_pending() {
@@ -292,6 +295,13 @@ pub async fn run_with_listener(
         synced_term_vote: (synced_hs.term, synced_hs.vote),
     };
 
+    let merger = tokio::spawn(merger::run(
+        id,
+        Arc::clone(&engine),
+        config.storage.clone(),
+        stop_rx.clone(),
+    ));
+
     // Metrics, the web page, tokens and TLS (the `observe` and `security` modules).
     let grpc_layer = observe::start(&config, handle.clone(), engine, stop_rx.clone()).await?;
     let mut server_builder = tonic::transport::Server::builder();
@@ -380,6 +390,10 @@ pub async fn run_with_listener(
                 server_result = Some(Ok(()));
             }
         }
+    }
+    // A merge under way finishes first (see `merger`).
+    if let Err(e) = merger.await {
+        tracing::warn!(node = id, error = %e, "merge task failed");
     }
     // The driver is gone, so is its apply sender; the services' senders went
     // with the server. The apply thread drains and syncs.
