@@ -85,7 +85,11 @@ async fn overwritten_values_are_merged_away_automatically() {
     }
     let want = format!("299{value}").into_bytes();
     for id in 1..=3 {
-        assert_eq!(get_local(&c, id, "k").await, Some(want.clone()), "node {id}");
+        assert_eq!(
+            get_local(&c, id, "k").await,
+            Some(want.clone()),
+            "node {id}"
+        );
     }
     c.stop_node(leader).await.unwrap();
     c.start_node(leader).await;

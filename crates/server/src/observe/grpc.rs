@@ -44,6 +44,7 @@ pub struct GrpcLayer {
     pub auth: Arc<AuthConfig>,
     pub peers_need_cert: bool,
     pub served: Arc<Served>,
+    pub metrics: Arc<metrics::GrpcMetrics>,
 }
 
 impl<S> tower::Layer<S> for GrpcLayer {
@@ -167,7 +168,9 @@ where
             ));
         }
         if let Some(status) = denied {
-            metrics::grpc_request(layer.id, method, code_name(status.code()), start.elapsed());
+            layer
+                .metrics
+                .request(method, code_name(status.code()), start.elapsed());
             tracing::debug!(node = layer.id, path, code = ?status.code(), "call refused");
             return Box::pin(async move { Ok(status.into_http()) });
         }
@@ -184,7 +187,9 @@ where
                 .map(tonic::Code::from_i32)
                 .unwrap_or(tonic::Code::Ok);
             let ok = code == tonic::Code::Ok;
-            metrics::grpc_request(layer.id, method, code_name(code), start.elapsed());
+            layer
+                .metrics
+                .request(method, code_name(code), start.elapsed());
             if ok {
                 match access {
                     Access::Read if path.starts_with("/raftkv.kv.Kv/") => {
@@ -201,9 +206,9 @@ where
                 && path != "/raftkv.kv.Kv/RegisterSession"
             {
                 match code {
-                    tonic::Code::Ok => metrics::proposal(layer.id, true),
+                    tonic::Code::Ok => layer.metrics.proposal(true),
                     tonic::Code::Unavailable | tonic::Code::ResourceExhausted => {
-                        metrics::proposal(layer.id, false)
+                        layer.metrics.proposal(false)
                     }
                     _ => {}
                 }

@@ -234,5 +234,6 @@ pub(crate) async fn start(
         auth: Arc::new(config.auth.clone()),
         peers_need_cert: config.tls.is_some(),
         served,
+        metrics: Arc::new(metrics::GrpcMetrics::new(id)),
     })
 }
