@@ -9,7 +9,9 @@
 # RAFTKV_FLAGS / ETCD_FLAGS (see bench/lib.sh) set election timeouts, e.g.
 #   RAFTKV_FLAGS="--tick-ms 10 --election-ticks-min 10 --election-ticks-max 20 --heartbeat-ticks 2"
 #   ETCD_FLAGS="--heartbeat-interval 20 --election-timeout 100"
-# Env: RUNS (5), SECONDS_PER_RUN (8), OP_TIMEOUT (1), KILL_AFTER (2), WORK, RAFTKV_BIN and
+# SIGNAL=STOP pauses the leader instead (a hung process or host: its sockets
+# stay open, so only the election timeout can replace it).
+# Env: RUNS (5), SECONDS_PER_RUN (8), OP_TIMEOUT (1), KILL_AFTER (2), SIGNAL (KILL), WORK, RAFTKV_BIN and
 # COMPARE_BIN (built by bench/compare-etcd.sh; built here if unset), TARGET.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ source bench/lib.sh
 RUNS=${RUNS:-5}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 KILL_AFTER=${KILL_AFTER:-2}
+SIGNAL=${SIGNAL:-KILL}
 # Per-write deadline: a write stuck on the dead leader is given up after it
 # and retried (raftkv's client retries inside it; etcd-client does not).
 OP_TIMEOUT=${OP_TIMEOUT:-1}
@@ -68,7 +71,7 @@ for run in $(seq 1 "$RUNS"); do
             else
                 l=$(etcd_leader); pid=${ETCD_PID[$l]}
             fi
-            kill -9 "$pid"
+            kill -"$SIGNAL" "$pid"
             date +%s.%N >"$WORK/kill_time"
             echo "$l" >"$WORK/killed"
         ) &

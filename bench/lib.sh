@@ -62,10 +62,10 @@ etcd_start() {
     return 1
 }
 
-# stop_pids PID...: SIGTERM, then SIGKILL after 5 s.
+# stop_pids PID...: SIGCONT (a paused one), SIGTERM, then SIGKILL after 5 s.
 stop_pids() {
     local p
-    for p in "$@"; do kill "$p" 2>/dev/null || true; done
+    for p in "$@"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
     for _ in $(seq 1 50); do
         local alive=0
         for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
