@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use kv::{Applied, StateMachine};
 use raft::{ConfChange, Entry, EntryKind, Index};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,6 +23,7 @@ use crate::config::TestHooks;
 use crate::error::ServerError;
 use crate::node::{NodeRequest, WaiterReply, Waiters};
 use crate::service::unavailable;
+use crate::spool::SpoolReader;
 
 /// The state machine's engine.
 pub(crate) type Engine = bitcask::Bitcask;
@@ -36,7 +36,9 @@ pub(crate) enum ApplyMsg {
     /// (skipped if already at or past it). Answers whether it restored.
     Restore {
         data_index: Index,
-        chunks: Vec<Bytes>,
+        chunks: SpoolReader,
+        /// The spooled size, for the metrics.
+        bytes: u64,
         reply: oneshot::Sender<Result<bool, String>>,
     },
     /// Sync the state machine now; answers the durable applied index (the
@@ -67,10 +69,10 @@ impl Applier {
                 ApplyMsg::Restore {
                     data_index,
                     chunks,
+                    bytes,
                     reply,
                 } => {
                     let t = std::time::Instant::now();
-                    let bytes = chunks.iter().map(|c| c.len() as u64).sum();
                     let r = self.restore(data_index, chunks);
                     crate::observe::metrics::snapshot_installed(
                         self.id,
@@ -187,7 +189,7 @@ impl Applier {
         Ok(())
     }
 
-    fn restore(&mut self, data_index: Index, chunks: Vec<Bytes>) -> Result<bool, String> {
+    fn restore(&mut self, data_index: Index, mut chunks: SpoolReader) -> Result<bool, String> {
         let applied = self.sm.applied_index();
         if self.sm.restore_pending().is_none() && data_index <= applied {
             tracing::info!(
@@ -198,7 +200,18 @@ impl Applier {
             );
             return Ok(false);
         }
-        let index = self.sm.restore(chunks.iter()).map_err(|e| e.to_string())?;
+        let spooled = |e: std::io::Error| format!("read the spooled snapshot: {e}");
+        let first = chunks
+            .next_chunk()
+            .map_err(spooled)?
+            .ok_or("an empty snapshot")?;
+        let mut restore = self.sm.begin_restore(&first).map_err(|e| e.to_string())?;
+        // An error from here on leaves the restore pending (see
+        // `kv::StateMachine::restore`): the next transfer redoes it.
+        while let Some(chunk) = chunks.next_chunk().map_err(spooled)? {
+            restore.push(&chunk).map_err(|e| e.to_string())?;
+        }
+        let index = restore.finish().map_err(|e| e.to_string())?;
         tracing::info!(
             node = self.id,
             index,

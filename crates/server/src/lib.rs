@@ -55,6 +55,8 @@
 //!
 //! - `wal/`: the Raft log, hard state and snapshot descriptors (`wal` crate);
 //! - `kv/`: the state machine's Bitcask store, with its applied index;
+//! - `recv/`: snapshot transfers being received (see `spool`; cleared at
+//!   start);
 //! - `peers.toml`: the address book (see `addrbook`).
 //!
 //! # Shutdown
@@ -70,8 +72,6 @@
 //! # Not done
 //!
 //! - Followers do not forward writes: they answer with the leader hint.
-//! - A snapshot transfer is buffered in memory on the receiver (bounded by
-//!   `SNAPSHOT_RECV_BYTES_MAX`) before it is restored.
 //! - A node whose data was wiped must be removed and added back (as a
 //!   learner, then promoted): it cannot rejoin as the same voter.
 
@@ -86,6 +86,7 @@ mod node;
 mod observe;
 pub mod security;
 mod service;
+mod spool;
 mod transport;
 
 use std::future::Future;
@@ -165,6 +166,7 @@ pub async fn run_with_listener(
     create_dir(&dir)?;
     create_dir(&dir.join("wal"))?;
     create_dir(&dir.join("kv"))?;
+    spool::clear(&dir.join("recv")).map_err(|e| ServerError::io(dir.join("recv"), e))?;
     let mut seed = config.peers.clone();
     seed.entry(id).or_insert_with(|| addr.clone());
     let book = AddrBook::open(&dir, &seed)?;
@@ -326,6 +328,7 @@ pub async fn run_with_listener(
         applied: applied_rx,
         stop: stop_rx.clone(),
         book: book.clone(),
+        spool_dir: dir.join("recv"),
     })
     .max_decoding_message_size(PEER_MESSAGE_SIZE_MAX)
     .max_encoding_message_size(PEER_MESSAGE_SIZE_MAX);

@@ -24,8 +24,11 @@ pub const GRPC_MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
 /// How long a write or read waits for its entry to apply (or its read
 /// index) before answering `Unavailable` (the client retries), in ms.
 pub const REQUEST_WAIT_MS_MAX: u64 = 10_000;
-/// Bytes of one snapshot transfer a receiver buffers before restoring.
-pub const SNAPSHOT_RECV_BYTES_MAX: usize = 1 << 30;
+/// Bytes of one snapshot transfer a receiver spools to disk before
+/// restoring (see `spool`; only a chunk at a time is in memory). A guard
+/// against a runaway sender filling the disk, far above any state machine
+/// this store is meant for.
+pub const SNAPSHOT_RECV_BYTES_MAX: u64 = 256 << 30;
 /// Messages buffered on one open peer stream (between the outbox and gRPC).
 pub const PEER_STREAM_BUFFER_MAX: usize = 256;
 /// Largest peer message (AppendEntries batch, snapshot chunk), in bytes.

@@ -6,13 +6,13 @@
 //! or this node stops.
 //!
 //! `InstallSnapshot`: the chunks are checked to be contiguous (by offset),
-//! buffered up to [`SNAPSHOT_RECV_BYTES_MAX`] bytes, handed to the apply
-//! task, which restores the state machine unless it is already at or past
+//! spooled to a file as they arrive (up to [`SNAPSHOT_RECV_BYTES_MAX`]
+//! bytes; see [`crate::spool`]), and once the last one is in, handed to the
+//! apply task, which restores the state machine unless it is already at or past
 //! the image's index; only then is the header's `InstallSnapshot` message
 //! stepped into the core (waiting for inbox space: it must not be lost
 //! after the restore).
 
-use bytes::Bytes;
 use proto::raft as pb;
 use raft::{Message, MessageBody};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -22,6 +22,7 @@ use super::convert::message_from_pb;
 use crate::addrbook::AddrBook;
 use crate::apply::ApplyMsg;
 use crate::limits::SNAPSHOT_RECV_BYTES_MAX;
+use crate::spool::Spool;
 
 /// The `Raft` gRPC service.
 pub(crate) struct RaftService {
@@ -31,6 +32,8 @@ pub(crate) struct RaftService {
     pub applied: watch::Receiver<u64>,
     pub stop: watch::Receiver<bool>,
     pub book: AddrBook,
+    /// Where snapshot transfers are spooled (`<data_dir>/recv`).
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// The sender's address from the stream's metadata, if well-formed.
@@ -147,7 +150,9 @@ impl pb::raft_server::Raft for RaftService {
             data_index,
             "receiving snapshot"
         );
-        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut spool = Spool::create(&self.spool_dir)
+            .await
+            .map_err(|e| Status::internal(format!("spool the snapshot: {e}")))?;
         let mut offset = 0u64;
         let mut next = Some(first);
         loop {
@@ -164,22 +169,31 @@ impl pb::raft_server::Raft for RaftService {
                 )));
             }
             offset += c.data.len() as u64;
-            if offset > SNAPSHOT_RECV_BYTES_MAX as u64 {
+            if offset > SNAPSHOT_RECV_BYTES_MAX {
                 return Err(Status::resource_exhausted(format!(
                     "snapshot larger than {SNAPSHOT_RECV_BYTES_MAX} bytes"
                 )));
             }
             let last = c.last;
-            chunks.push(c.data);
+            spool
+                .push(&c.data)
+                .await
+                .map_err(|e| Status::internal(format!("spool the snapshot: {e}")))?;
             if last {
                 break;
             }
         }
+        let bytes = spool.bytes();
+        let chunks = spool
+            .finish()
+            .await
+            .map_err(|e| Status::internal(format!("spool the snapshot: {e}")))?;
         let (tx, rx) = oneshot::channel();
         self.apply_tx
             .send(ApplyMsg::Restore {
                 data_index,
                 chunks,
+                bytes,
                 reply: tx,
             })
             .await
