@@ -42,6 +42,10 @@ pub struct ServerArgs {
     /// Heartbeat interval, in ticks.
     #[arg(long, value_name = "TICKS")]
     pub heartbeat_ticks: Option<u64>,
+    /// Serve linearizable reads from the leader's lease (no heartbeat round
+    /// per read); safe only while clocks run at the same rate. Off by default.
+    #[arg(long)]
+    pub lease_read: bool,
     /// Snapshot and compact the log every this many applied entries.
     #[arg(long, value_name = "ENTRIES")]
     pub snapshot_threshold: Option<u64>,
@@ -121,6 +125,9 @@ impl ServerArgs {
         }
         if let Some(v) = self.heartbeat_ticks {
             c.heartbeat_interval_ticks = v;
+        }
+        if self.lease_read {
+            c.lease_read = true;
         }
         if let Some(v) = self.snapshot_threshold {
             c.snapshot_threshold_entries = v;

@@ -207,6 +207,7 @@ pub async fn run_with_listener(
         heartbeat_interval_ticks: config.heartbeat_interval_ticks,
         pre_vote: config.pre_vote,
         check_quorum: config.check_quorum,
+        lease_read: config.lease_read,
         applied,
         seed: seed_rng,
         ..raft::Config::new(id)

@@ -96,3 +96,30 @@ async fn overwritten_values_are_merged_away_automatically() {
     assert_eq!(get_local(&c, leader, "k").await, Some(want));
     c.stop_all().await;
 }
+
+/// With `lease_read`, linearizable reads are served from the leader's
+/// lease; they still see every acknowledged write, also after the leader
+/// changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_reads_see_every_acknowledged_write() {
+    let mut c = Cluster::start_with(3, |cfg| cfg.lease_read = true).await;
+    let leader = c.leader().await;
+    for i in 0..20 {
+        put(&c, leader, &format!("k{i}"), &format!("{i}")).await;
+        assert_eq!(
+            get(&c, leader, &format!("k{i}")).await,
+            Some(format!("{i}").into_bytes())
+        );
+    }
+    c.stop_node(leader).await.unwrap();
+    let new = c.leader().await;
+    put(&c, new, "after", "x").await;
+    for i in 0..20 {
+        assert_eq!(
+            get(&c, new, &format!("k{i}")).await,
+            Some(format!("{i}").into_bytes())
+        );
+    }
+    assert_eq!(get(&c, new, "after").await, Some(b"x".to_vec()));
+    c.stop_all().await;
+}
