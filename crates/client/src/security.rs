@@ -72,7 +72,9 @@ impl TlsOptions {
     }
 }
 
-/// Adds the bearer token to every call.
+/// Adds the bearer token to every call, and asks followers for the leader
+/// hint rather than forwarding (the client follows hints itself and then
+/// talks to the leader directly).
 #[derive(Clone, Debug, Default)]
 pub struct Auth {
     header: Option<MetadataValue<Ascii>>,
@@ -99,6 +101,10 @@ impl Interceptor for Auth {
         if let Some(h) = &self.header {
             req.metadata_mut().insert("authorization", h.clone());
         }
+        req.metadata_mut().insert(
+            proto::kv::NO_FORWARD_METADATA,
+            MetadataValue::from_static("1"),
+        );
         Ok(req)
     }
 }

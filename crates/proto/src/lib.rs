@@ -29,4 +29,12 @@ pub mod kv {
     pub const UNKNOWN_SESSION: &str = "unknown-session";
     /// [`ERROR_METADATA`] value: the request's `seq` is below the session's last.
     pub const STALE_REQUEST: &str = "stale-request";
+    /// gRPC metadata key a client sets (any value) to get the leader hint
+    /// from a follower instead of having the follower forward the call to
+    /// the leader (our client library follows hints itself and so saves a
+    /// hop).
+    pub const NO_FORWARD_METADATA: &str = "raftkv-no-forward";
+    /// gRPC metadata key a follower sets on a call it forwards to the
+    /// leader; a node receiving it never forwards again (no loops).
+    pub const FORWARDED_METADATA: &str = "raftkv-forwarded";
 }

@@ -71,7 +71,6 @@
 //!
 //! # Not done
 //!
-//! - Followers do not forward writes: they answer with the leader hint.
 //! - A node whose data was wiped must be removed and added back (as a
 //!   learner, then promoted): it cannot rejoin as the same voter.
 
@@ -253,6 +252,15 @@ pub async fn run_with_listener(
         Some(t) => Some(security::client_tls(t)?),
         None => None,
     };
+    let forwarder = service::forward::Forwarder::new(
+        peer_tls.clone(),
+        config.limits.grpc_message_size_max,
+        config
+            .limits
+            .grpc_message_size_max
+            .max(kv::limits::RESPONSE_SIZE_MAX),
+        Duration::from_millis(limits::REQUEST_WAIT_MS_MAX),
+    );
     let (down_tx, down_rx) = mpsc::channel(limits::PEER_DOWN_REPORTS_MAX);
     let transport =
         transport::Transport::new(id, book.clone(), reader.clone(), stop_rx.clone(), down_tx)
@@ -272,6 +280,7 @@ pub async fn run_with_listener(
         reads: Arc::new(Semaphore::new(config.limits.pending_reads_max)),
         request_wait: Duration::from_millis(limits::REQUEST_WAIT_MS_MAX),
         election_timeout: tick * config.election_timeout_ticks_max as u32,
+        forwarder: Arc::new(forwarder),
     };
     let node = Node {
         id,

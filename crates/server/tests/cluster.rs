@@ -1,5 +1,5 @@
-//! A 3-node cluster in one process: writes through any node, reads back,
-//! restarts.
+//! A 3-node cluster in one process: writes through any node (followers
+//! forward), reads back, restarts.
 
 mod common;
 
@@ -22,20 +22,41 @@ async fn writes_through_any_node_read_back() {
             );
         }
     }
-    // A follower answers a write with the leader hint.
+    // A follower forwards a write and a linearizable read to the leader: a
+    // plain gRPC client (no hint following) gets the leader's answers.
     let follower = (1..=3).find(|&i| i != leader).unwrap();
-    let err = c
-        .kv(follower)
-        .await
-        .put(proto::kv::PutRequest {
+    let mut kv = c.kv(follower).await;
+    let put_req = proto::kv::PutRequest {
+        key: b"x".to_vec().into(),
+        value: b"y".to_vec().into(),
+        ..Default::default()
+    };
+    let r = kv.put(put_req.clone()).await.unwrap().into_inner();
+    assert_eq!(r.header.unwrap().node_id, leader, "answered by the leader");
+    let r = kv
+        .get(proto::kv::GetRequest {
             key: b"x".to_vec().into(),
-            value: b"y".to_vec().into(),
-            ..Default::default()
+            serializable: false,
         })
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unavailable);
-    assert_eq!(leader_hint(&err), Some((leader, c.addrs[&leader].clone())));
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.kv.unwrap().value, b"y".to_vec());
+    assert_eq!(r.header.unwrap().node_id, leader);
+    // Asked not to forward (as our client library does), it answers with
+    // the leader hint; a call already forwarded once is never forwarded
+    // again.
+    for key in [
+        proto::kv::NO_FORWARD_METADATA,
+        proto::kv::FORWARDED_METADATA,
+    ] {
+        let mut req = tonic::Request::new(put_req.clone());
+        req.metadata_mut()
+            .insert(key, tonic::metadata::MetadataValue::from_static("1"));
+        let err = kv.put(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{key}");
+        assert_eq!(leader_hint(&err), Some((leader, c.addrs[&leader].clone())));
+    }
     c.stop_all().await;
 }
 

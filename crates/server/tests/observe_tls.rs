@@ -143,6 +143,18 @@ async fn a_node_with_a_foreign_certificate_is_cut_off_and_the_cluster_keeps_work
     let mut fc = ClusterClient::new(tls_channel(&addrs[&follower], &cluster_ca.pem, None).await);
     let st = fc.status(StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(st.leader_id, leader);
+    // The follower forwards a write to the leader over mutual TLS.
+    let mut fkv = KvClient::new(tls_channel(&addrs[&follower], &cluster_ca.pem, None).await);
+    let r = fkv
+        .put(PutRequest {
+            key: b"via-follower".to_vec().into(),
+            value: b"v".to_vec().into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a write sent to a follower is forwarded over TLS")
+        .into_inner();
+    assert_eq!(r.header.map(|h| h.node_id), Some(leader));
 
     // Node 3 never heard from the leader: no leader, nothing applied. (Its
     // server certificate is from the other CA, so ask it trusting that.)

@@ -1,11 +1,13 @@
 //! The `Kv` service: writes go through the log ([`Handle::propose`]),
-//! reads are linearizable (ReadIndex) unless `serializable`.
+//! reads are linearizable (ReadIndex) unless `serializable`. A follower
+//! forwards writes and linearizable reads to the leader (see
+//! [`super::forward`]).
 
 use ::kv::{Command, Compare, CompareOp, CompareTarget, Op, OpResult, Reply, Request};
 use proto::kv as pb;
 use tonic::{Request as GrpcRequest, Response, Status};
 
-use super::{command_error, Handle};
+use super::{command_error, forward, Handle};
 
 /// The `Kv` gRPC service.
 pub(crate) struct KvService {
@@ -61,6 +63,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
+            return leader.put(forward::outgoing(req)).await;
+        }
         let r = req.into_inner();
         self.handle.check_key(&r.key)?;
         self.handle.check_value(&r.value)?;
@@ -84,6 +89,11 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        if !req.get_ref().serializable {
+            if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
+                return leader.get(forward::outgoing(req)).await;
+            }
+        }
         let r = req.into_inner();
         self.handle.check_key(&r.key)?;
         self.handle.read_barrier(r.serializable).await?;
@@ -98,6 +108,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
+            return leader.delete(forward::outgoing(req)).await;
+        }
         let r = req.into_inner();
         self.handle.check_key(&r.key)?;
         let command = if r.prefix {
@@ -142,6 +155,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::AppendRequest>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
+            return leader.append(forward::outgoing(req)).await;
+        }
         let r = req.into_inner();
         self.handle.check_key(&r.key)?;
         self.handle.check_value(&r.value)?;
@@ -165,6 +181,11 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
+        if !req.get_ref().serializable {
+            if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
+                return leader.scan(forward::outgoing(req)).await;
+            }
+        }
         let r = req.into_inner();
         let max = self.handle.limits.scan_limit_max;
         let limit = if r.limit == 0 { max } else { r.limit.min(max) } as usize;
@@ -210,6 +231,9 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
+            return leader.txn(forward::outgoing(req)).await;
+        }
         let r = req.into_inner();
         let mut compares = Vec::with_capacity(r.compares.len());
         for c in r.compares {
@@ -299,8 +323,11 @@ impl pb::kv_server::Kv for KvService {
 
     async fn register_session(
         &self,
-        _req: GrpcRequest<pb::RegisterSessionRequest>,
+        req: GrpcRequest<pb::RegisterSessionRequest>,
     ) -> Result<Response<pb::RegisterSessionResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
+            return leader.register_session(forward::outgoing(req)).await;
+        }
         let (_, reply) = self.write(0, 0, Command::RegisterSession).await?;
         let Reply::SessionRegistered { client_id } = reply else {
             return Err(unexpected(&reply));

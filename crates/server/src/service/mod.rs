@@ -5,13 +5,14 @@
 //! | situation | code |
 //! |---|---|
 //! | empty key, key or value over the limit, bad range, malformed request | `INVALID_ARGUMENT` |
-//! | not the leader (write, linearizable read, membership) | `UNAVAILABLE` + `raftkv-leader-id`/`raftkv-leader-addr` |
+//! | not the leader, for a membership call or a `Kv` call that is not forwarded (`raftkv-no-forward`, or already forwarded once; see [`forward`]) | `UNAVAILABLE` + `raftkv-leader-id`/`raftkv-leader-addr` |
 //! | no leader known, leader lost before commit, timed out waiting | `UNAVAILABLE` (retry) |
 //! | pending proposals/reads or a node queue full | `RESOURCE_EXHAUSTED` |
 //! | unknown session / stale request | `FAILED_PRECONDITION` + `raftkv-error` |
 //! | unknown member id | `NOT_FOUND`; a member in the wrong role: `FAILED_PRECONDITION`; adding a member twice: `ALREADY_EXISTS` |
 
 pub mod cluster;
+pub mod forward;
 pub mod kv;
 
 use std::sync::Arc;
@@ -92,6 +93,8 @@ pub(crate) struct Handle {
     pub reads: Arc<Semaphore>,
     pub request_wait: Duration,
     pub election_timeout: Duration,
+    /// Connections to the leader, for calls a follower forwards.
+    pub forwarder: Arc<forward::Forwarder>,
 }
 
 impl Handle {
@@ -103,6 +106,27 @@ impl Handle {
             applied_index: *self.applied.borrow(),
             leader_id: soft.leader.unwrap_or(0),
         }
+    }
+
+    /// The leader to forward a call with this metadata to: `None` if this
+    /// node is the leader, knows no leader (or its address), or the call
+    /// may not be forwarded (see [`forward`]).
+    pub(crate) fn forward_target(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+    ) -> Option<proto::kv::kv_client::KvClient<tonic::transport::Channel>> {
+        if !forward::Forwarder::allowed(meta) {
+            return None;
+        }
+        let leader = {
+            let soft = self.soft.borrow();
+            if soft.role == raft::Role::Leader {
+                return None;
+            }
+            soft.leader.filter(|&l| l != self.id)?
+        };
+        let addr = self.book.get(leader)?;
+        self.forwarder.client(&addr)
     }
 
     /// `Ok` if this node is the leader, else the hint.
