@@ -58,6 +58,11 @@ pub(crate) async fn run(
             Ok::<_, bitcask::Error>(Some((before, after, started.elapsed())))
         })
         .await;
+        match &r {
+            Ok(Ok(Some(_))) => crate::observe::metrics::merge(id, true),
+            Ok(Err(_)) | Err(_) => crate::observe::metrics::merge(id, false),
+            Ok(Ok(None)) => {}
+        }
         match r {
             Ok(Ok(Some((before, after, took)))) => tracing::info!(
                 node = id,

@@ -314,6 +314,7 @@ impl Node {
         if !self.raw.report_leader_down(peer) {
             return;
         }
+        crate::observe::metrics::leader_down_report(self.id);
         let delay = random_below(self.leader_down_delay_max);
         tracing::info!(
             node = self.id,

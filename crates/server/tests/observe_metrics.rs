@@ -239,6 +239,25 @@ async fn metrics_parse_and_move_under_load_and_the_cluster_api_survives_a_dead_n
 
     // The cluster view, from a follower, with every node up.
     let follower = (1..=3).find(|&i| i != leader).unwrap();
+    // A plain put to the follower is forwarded, and counted there.
+    c.kv(follower)
+        .await
+        .put(proto::kv::PutRequest {
+            key: b"fwd".to_vec().into(),
+            value: b"v".to_vec().into(),
+            ..Default::default()
+        })
+        .await
+        .expect("forwarded put");
+    let (_, fm) = http_get(&http[&follower], "/metrics").await;
+    let fnode = follower.to_string();
+    assert!(
+        sum(
+            &parse_prometheus(&fm),
+            "raftkv_forwarded_calls_total",
+            &[("node", fnode.as_str())]
+        ) >= 1.0
+    );
     let (code, body) = http_get(&http[&follower], "/api/cluster").await;
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

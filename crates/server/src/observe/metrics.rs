@@ -20,6 +20,9 @@
 //! | `raftkv_snapshot_sends_total`, `raftkv_snapshot_installs_total` | counter | node, result |
 //! | `raftkv_snapshot_send_seconds`, `raftkv_snapshot_install_seconds` | histogram | node |
 //! | `raftkv_snapshot_bytes` (installed on this node) | histogram | node, direction = received |
+//! | `raftkv_leader_down_reports_total` | counter | node |
+//! | `raftkv_merges_total` | counter | node, result = ok / failed |
+//! | `raftkv_forwarded_calls_total` | counter | node |
 //! | `raftkv_grpc_requests_total` | counter | node, method, code |
 //! | `raftkv_grpc_request_seconds` | histogram | node, method |
 //! | `raftkv_wal_bytes` | gauge | node |
@@ -138,6 +141,18 @@ fn describe() {
         "snapshots from the leader installed"
     );
     c!(
+        "raftkv_leader_down_reports_total",
+        "times this follower's leader was reported down (connection refused) and it forgot it"
+    );
+    c!(
+        "raftkv_merges_total",
+        "automatic merges of the state machine's Bitcask files, by result"
+    );
+    c!(
+        "raftkv_forwarded_calls_total",
+        "Kv calls this follower forwarded to the leader"
+    );
+    c!(
         "raftkv_grpc_requests_total",
         "gRPC calls served, by method and status code"
     );
@@ -240,6 +255,22 @@ pub fn snapshot_installed(id: u64, ok: bool, took: Duration, bytes: u64) {
 /// The leader this node knows changed (to `None` too).
 pub fn leader_changed(id: u64) {
     counter!("raftkv_leader_changes_total", "node" => node(id)).increment(1);
+}
+
+/// This follower's leader was reported down and it forgot it.
+pub fn leader_down_report(id: u64) {
+    counter!("raftkv_leader_down_reports_total", "node" => node(id)).increment(1);
+}
+
+/// An automatic merge ran (`ok`) or failed.
+pub fn merge(id: u64, ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    counter!("raftkv_merges_total", "node" => node(id), "result" => result).increment(1);
+}
+
+/// A `Kv` call was forwarded to the leader.
+pub fn forwarded(id: u64) {
+    counter!("raftkv_forwarded_calls_total", "node" => node(id)).increment(1);
 }
 
 /// A gRPC method label and a status code name.

@@ -126,7 +126,9 @@ impl Handle {
             soft.leader.filter(|&l| l != self.id)?
         };
         let addr = self.book.get(leader)?;
-        self.forwarder.client(&addr)
+        let client = self.forwarder.client(&addr)?;
+        crate::observe::metrics::forwarded(self.id);
+        Some(client)
     }
 
     /// `Ok` if this node is the leader, else the hint.
