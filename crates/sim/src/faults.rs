@@ -1,6 +1,7 @@
 //! The fault schedule: crashes and restarts, partitions (symmetric,
 //! isolate-the-leader, one-way, bridge) and healing, leadership transfers,
-//! and membership changes. Drawn on every tick boundary from the run's
+//! membership changes, and leader-down reports (after a crash, as the
+//! server's transport makes them, and wrong ones about a live leader). Drawn on every tick boundary from the run's
 //! generator while the fault phase lasts; when it ends, everything heals
 //! and every crashed node restarts, so the run can settle.
 
@@ -23,6 +24,9 @@ pub struct FaultPlan {
     pub partition_per_mille: u64,
     pub transfer_per_mille: u64,
     pub membership_per_mille: u64,
+    /// A follower is told its live leader is down (a report the server's
+    /// transport could make after a broken connection): safety must hold.
+    pub misreport_per_mille: u64,
     /// When the current partition heals.
     pub heal_at: Option<Time>,
     /// The next node id a membership change adds.
@@ -46,6 +50,18 @@ impl Cluster {
             }
             if plan.scenario == Scenario::Membership && self.rng.chance(plan.membership_per_mille) {
                 self.membership_step(&mut plan);
+            }
+            if self.rng.chance(plan.misreport_per_mille) {
+                if let Some(leader) = self.leader() {
+                    let followers: Vec<NodeId> = self
+                        .live_ids()
+                        .into_iter()
+                        .filter(|&f| f != leader)
+                        .collect();
+                    if let Some(f) = self.rng.pick(&followers) {
+                        self.report_down(f, leader);
+                    }
+                }
             }
         } else if now == plan.fault_end || now == plan.fault_end + crate::TICK {
             // Settle: heal and bring everyone back.
@@ -99,6 +115,38 @@ impl Cluster {
         };
         let back = self.now + self.rng.range(100, 2000);
         self.crash(victim, back);
+        // The server's transport notices a dead process (connections
+        // refused) and reports it; here most live nodes hear of it.
+        for other in up.into_iter().filter(|&o| o != victim) {
+            if self.rng.chance(700) {
+                self.report_down(other, victim);
+            }
+        }
+    }
+
+    /// Tells node `to` that `down` is down; a follower that takes it
+    /// campaigns at once half the time (no random delay: the harshest case
+    /// for split votes), else waits for its election timer.
+    fn report_down(&mut self, to: NodeId, down: NodeId) {
+        let campaign = self.rng.chance(500);
+        let Some(n) = self.nodes.get_mut(&to) else {
+            return;
+        };
+        let Some(raw) = n.raw.as_mut() else {
+            return;
+        };
+        if !raw.report_leader_down(down) {
+            return;
+        }
+        if campaign {
+            let _ = raw.campaign();
+        }
+        n.dirty = true;
+        self.faults.down_reports += 1;
+        self.trace.u64(0xd0e1);
+        self.trace.u64(to);
+        self.trace.u64(down);
+        self.log(|| format!("node {to} told leader {down} is down (campaign: {campaign})"));
     }
 
     fn maybe_partition(&mut self, plan: &mut FaultPlan) {

@@ -199,6 +199,9 @@ pub struct FaultStats {
     /// Compactions the core refused (and that were retried later).
     pub compactions_refused: u64,
     pub snapshots_installed: u64,
+    /// Leader-down reports a follower took (`RawNode::report_leader_down`),
+    /// after a crash or wrongly, about a live leader.
+    pub down_reports: u64,
 }
 
 /// What a run found.
@@ -314,6 +317,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         partition_per_mille: rng.range(2, 12),
         transfer_per_mille: rng.range(0, 5),
         membership_per_mille: 15,
+        misreport_per_mille: 3,
         heal_at: None,
         next_id: n + 1,
         killer: None,
