@@ -286,10 +286,14 @@ impl<'a> Nemesis<'a> {
             // NotFound after a retried remove: the first attempt applied.
             self.log(format!("membership: remove {id} answered {e}"));
         }
-        // Wipe only a node that is certainly no member.
-        match self.membership_of(id).await? {
-            None => {}
-            Some(_) => return Err("remove not confirmed; not wiping a member".into()),
+        // Wipe only a node that is certainly no member: wait (bounded) for
+        // the removal to show in the leader's member list.
+        let until = Instant::now() + Duration::from_secs(5);
+        while self.membership_of(id).await?.is_some() {
+            if Instant::now() >= until {
+                return Err("remove not confirmed; not wiping a member".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if !self.eager_wipe {
             let until = Instant::now() + Duration::from_secs(10);
