@@ -18,8 +18,8 @@
 //!    nodes added by membership entries go to the address book;
 //! 3. `messages` go to the transport at once (the leader's AppendEntries
 //!    leave before its fsync);
-//! 4. the WAL is synced on a blocking thread (`Wal::sync_handle`), and only
-//!    then are `persisted_messages` sent;
+//! 4. the WAL is synced (`Wal::sync_handle`; on the driver's own thread,
+//!    see [`run_blocking`]), and only then are `persisted_messages` sent;
 //! 5. committed entries go to the apply task (bounded channel: a slow state
 //!    machine slows the driver down instead of queueing without bound);
 //!    read states are answered with their index (the service then waits for
@@ -297,10 +297,7 @@ impl Node {
         }
         // Graceful stop: make everything written durable.
         let h = self.raw.store_mut().sync_handle().map_err(storage)?;
-        let synced = tokio::task::spawn_blocking(move || h.sync())
-            .await
-            .map_err(|e| ServerError::Task(e.to_string()))?
-            .map_err(storage)?;
+        let synced = run_blocking(move || h.sync()).await?.map_err(storage)?;
         self.raw.store_mut().mark_durable(synced).map_err(storage)?;
         let stop = unavailable("the node is shutting down");
         self.waiters.fail_all(&stop);
@@ -642,7 +639,7 @@ impl Node {
             crate::observe::metrics::count_sent(self.id, &m);
             self.transport.send(m);
         }
-        // 4. Sync (on a blocking thread), then the messages that need it.
+        // 4. Sync (see `run_blocking`), then the messages that need it.
         // A hard state whose term and vote are unchanged only moved the
         // commit index, which needs no durability (losing it is safe): it
         // rides along with the next sync instead of costing an fsync.
@@ -652,10 +649,7 @@ impl Node {
         if !rd.entries.is_empty() || vote_changed {
             let h = self.raw.store_mut().sync_handle().map_err(storage)?;
             let t = std::time::Instant::now();
-            let synced = tokio::task::spawn_blocking(move || h.sync())
-                .await
-                .map_err(|e| ServerError::Task(format!("WAL sync thread: {e}")))?
-                .map_err(storage)?;
+            let synced = run_blocking(move || h.sync()).await?.map_err(storage)?;
             crate::observe::metrics::wal_fsync(self.id, t.elapsed());
             self.raw.store_mut().mark_durable(synced).map_err(storage)?;
             let hs = self.raw.store().hard_state();
@@ -728,6 +722,28 @@ pub(crate) fn open_wal(
         }
     }
     Ok(wal)
+}
+
+/// Runs `f`, which blocks (the WAL's fsync), without holding up other
+/// tasks. On a multi-thread runtime the driver's own thread runs it
+/// (`block_in_place`: tokio hands this worker's queued tasks to another
+/// thread meanwhile), which saves the two thread hand-offs of a blocking-pool
+/// thread per Ready: +4.5 % puts at 64 clients in an A/B of six fresh
+/// clusters each (19.6k vs 18.7k/s median; one run of the six at 15.6k),
+/// 1-client p50 unchanged (0.75 vs 0.78 ms). On a current-thread
+/// runtime (where `block_in_place` is not allowed) it goes to the blocking
+/// pool.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServerError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        Ok(tokio::task::block_in_place(f))
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ServerError::Task(format!("WAL sync thread: {e}")))
+    }
 }
 
 /// Sleeps until `at`, or forever if it is `None`.
