@@ -46,6 +46,10 @@ pub struct ServerArgs {
     /// per read); safe only while clocks run at the same rate. Off by default.
     #[arg(long)]
     pub lease_read: bool,
+    /// Merge the state machine's files once dead records are this percentage
+    /// of the record bytes (0: never; default 50; more in the TOML `[storage]`).
+    #[arg(long, value_name = "PERCENT")]
+    pub merge_dead_percent: Option<u8>,
     /// Snapshot and compact the log every this many applied entries.
     #[arg(long, value_name = "ENTRIES")]
     pub snapshot_threshold: Option<u64>,
@@ -128,6 +132,9 @@ impl ServerArgs {
         }
         if self.lease_read {
             c.lease_read = true;
+        }
+        if let Some(v) = self.merge_dead_percent {
+            c.storage.merge_dead_percent = v;
         }
         if let Some(v) = self.snapshot_threshold {
             c.snapshot_threshold_entries = v;
@@ -227,6 +234,16 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         assert_eq!(c.peers.len(), 2);
+        assert!(!c.lease_read);
+        let c = args(&["--id", "1", "--lease-read", "--merge-dead-percent", "30"]).to_config();
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(c.lease_read);
+        assert_eq!(c.storage.merge_dead_percent, 30);
+        let e = args(&["--id", "1", "--merge-dead-percent", "101"]).to_config();
+        assert!(e.is_err(), "101 % accepted");
         assert!(crate::Cli::try_parse_from(["raftkv", "server", "--peers", "x=h:1"]).is_err());
         assert!(crate::Cli::try_parse_from(["raftkv", "server", "--peers", "1"]).is_err());
     }
