@@ -502,8 +502,10 @@ impl Node {
             ProposeError::EntryTooLarge { size, max } => {
                 Status::invalid_argument(format!("request of {size} bytes exceeds {max}"))
             }
+            // Another change not yet committed, or no entry of the leader's
+            // term committed yet: both pass by themselves, so "retry".
             ProposeError::ConfChangeNotAllowed(s) => {
-                Status::failed_precondition(format!("membership change not allowed now: {s}"))
+                unavailable(&format!("membership change not possible yet: {s}; retry"))
             }
             ProposeError::InvalidConfChange(s) => {
                 Status::failed_precondition(format!("invalid membership change: {s}"))

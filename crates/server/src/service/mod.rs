@@ -6,7 +6,7 @@
 //! |---|---|
 //! | empty key, key or value over the limit, bad range, malformed request | `INVALID_ARGUMENT` |
 //! | not the leader, for a membership call or a `Kv` call that is not forwarded (`raftkv-no-forward`, or already forwarded once; see [`forward`]) | `UNAVAILABLE` + `raftkv-leader-id`/`raftkv-leader-addr` |
-//! | no leader known, leader lost before commit, timed out waiting | `UNAVAILABLE` (retry) |
+//! | no leader known, leader lost before commit, timed out waiting; a membership change while another is uncommitted (or before the leader committed an entry of its term) | `UNAVAILABLE` (retry) |
 //! | pending proposals/reads or a node queue full | `RESOURCE_EXHAUSTED` |
 //! | unknown session / stale request | `FAILED_PRECONDITION` + `raftkv-error` |
 //! | unknown member id | `NOT_FOUND`; a member in the wrong role: `FAILED_PRECONDITION`; adding a member twice: `ALREADY_EXISTS` |
