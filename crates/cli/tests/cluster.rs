@@ -600,14 +600,16 @@ async fn membership_changes_through_the_cli_while_a_client_writes() {
     }
 }
 
-/// A base port with `n` consecutive free ports after it.
+/// A base port with `n` consecutive free ports after it, and `n` more free
+/// from base + 100 (the dev nodes' HTTP ports).
 fn free_port_run(n: u16) -> u16 {
     for _ in 0..100 {
         let base = free_ports(1)[0];
-        if base > u16::MAX - n {
+        if base > u16::MAX - n - 100 {
             continue;
         }
-        let all_free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let all_free = (0..n).all(|i| free(base + i) && free(base + 100 + i));
         if all_free {
             return base;
         }
@@ -627,12 +629,17 @@ async fn dev_starts_a_cluster_in_one_command_and_stops_it_on_ctrl_c() {
         Ok(f) => f,
         Err(e) => panic!("{e}"),
     };
+    let err_path = dir.path().join("dev.err");
+    let err = match std::fs::File::create(&err_path) {
+        Ok(f) => f,
+        Err(e) => panic!("{e}"),
+    };
     let mut dev = match Command::new(RAFTKV)
         .args(["dev", "--nodes", "3", "--base-port", &base.to_string()])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .stdout(Stdio::from(out))
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(err))
         .spawn()
     {
         Ok(c) => c,
@@ -644,9 +651,11 @@ async fn dev_starts_a_cluster_in_one_command_and_stops_it_on_ctrl_c() {
         if text.contains("Ctrl-C stops the cluster") {
             break text;
         }
-        if t0.elapsed() > Duration::from_secs(20) {
+        if t0.elapsed() > Duration::from_secs(30) {
             let _ = dev.kill();
-            panic!("no banner: {text}");
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            let tail: String = err.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+            panic!("no banner: {text}\nstderr (last lines, newest first):\n{tail}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };

@@ -668,6 +668,10 @@ impl Node {
                 .iter()
                 .any(|e| e.kind == EntryKind::ConfChange);
             let entries = std::mem::take(&mut rd.committed_entries);
+            // Publish the view first: a waiter the apply task answers must
+            // find the configuration and commit index it waited for (a
+            // membership change's caller reads `Members` right after).
+            self.publish();
             self.apply_tx
                 .send(ApplyMsg::Entries(entries))
                 .await
