@@ -266,9 +266,10 @@ impl<S: LogStore> RawNode<S> {
     ///
     /// A follower that takes it forgets its leader, so it no longer
     /// refuses votes for that leader's sake (leader stickiness). The caller
-    /// should then call [`RawNode::campaign`] after a short random delay (so
-    /// that followers which noticed together do not split the vote), rather
-    /// than wait out a whole election timeout. If no election is started,
+    /// should then call [`RawNode::campaign`] after a short delay that
+    /// differs between followers (the server staggers them by id), so that
+    /// followers which noticed together do not split the vote, rather than
+    /// wait out a whole election timeout. If no election is started,
     /// the election timer runs on as before.
     ///
     /// Safety does not depend on it: any node may start an election at any

@@ -289,8 +289,8 @@ pub async fn run_with_listener(
         peer_rx,
         down_rx,
         campaign_at: None,
-        leader_down_delay_max: (tick * config.election_timeout_ticks_min as u32 / 2).min(
-            Duration::from_millis(limits::LEADER_DOWN_CAMPAIGN_DELAY_MS_MAX),
+        leader_down_spacing: (tick * config.election_timeout_ticks_min as u32 / 2).min(
+            Duration::from_millis(limits::LEADER_DOWN_CAMPAIGN_SPACING_MS),
         ),
         transport,
         apply_tx: apply_tx.clone(),

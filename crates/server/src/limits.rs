@@ -76,10 +76,13 @@ pub const PEER_STREAM_STABLE_MS_MIN: u64 = 1_000;
 /// Peers found down arriving at the driver and not yet handled; more are
 /// dropped (each is only a hint).
 pub const PEER_DOWN_REPORTS_MAX: usize = 16;
-/// After its leader is reported down, a follower campaigns within a random
-/// delay of up to this long (or half its minimum election timeout, if that
-/// is shorter), in ms: followers that noticed together rarely split the vote.
-pub const LEADER_DOWN_CAMPAIGN_DELAY_MS_MAX: u64 = 150;
+/// After its leader is reported down, the remaining voters campaign one
+/// after the other, by id: the voter of rank r (0 for the lowest id) waits
+/// r times this long (or half its minimum election timeout, if that is
+/// shorter), plus up to a third of it at random, in ms. Campaigning
+/// together would split the vote and cost a whole election timeout; this
+/// spacing is far above a vote round trip even on a loaded machine.
+pub const LEADER_DOWN_CAMPAIGN_SPACING_MS: u64 = 150;
 /// Peers in the address book.
 pub const PEERS_MAX: usize = 64;
 

@@ -230,8 +230,9 @@ pub(crate) struct Node {
     pub down_rx: mpsc::Receiver<u64>,
     /// When to campaign because the leader was reported down.
     pub campaign_at: Option<tokio::time::Instant>,
-    /// The longest random delay before that campaign.
-    pub leader_down_delay_max: Duration,
+    /// How far apart the remaining voters campaign after their leader is
+    /// reported down (see [`crate::limits::LEADER_DOWN_CAMPAIGN_SPACING_MS`]).
+    pub leader_down_spacing: Duration,
     pub transport: Transport,
     pub apply_tx: mpsc::Sender<ApplyMsg>,
     pub waiters: Arc<Waiters>,
@@ -312,7 +313,17 @@ impl Node {
             return;
         }
         crate::observe::metrics::leader_down_report(self.id);
-        let delay = random_below(self.leader_down_delay_max);
+        // Staggered by rank among the remaining voters, so that they do not
+        // campaign together and split the vote.
+        let conf = self.raw.status().conf;
+        let rank = conf
+            .voters
+            .iter()
+            .filter(|&&v| v != peer)
+            .position(|&v| v == self.id)
+            .unwrap_or(conf.voters.len());
+        let delay =
+            self.leader_down_spacing * rank as u32 + random_below(self.leader_down_spacing / 3);
         tracing::info!(
             node = self.id,
             leader = peer,
@@ -760,8 +771,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// A random duration in `[0, max)` (`max` itself if zero); random enough
-/// to spread the followers of a dead leader apart.
+/// A random duration in `[0, max)` (`max` itself if zero).
 fn random_below(max: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let nanos = max.as_nanos() as u64;
