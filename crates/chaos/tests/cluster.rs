@@ -59,6 +59,22 @@ fn config(bin: PathBuf, seed: u64, nodes: u64, secs: u64, serializable: bool) ->
     }
 }
 
+/// Runs `plan` to its end and prints the summary.
+async fn run_plan(config: RunConfig, plan: Schedule) -> run::Report {
+    let (_tx, cancel) = watch::channel(false);
+    let report = run::run(config, plan, run::network_unavailable(), cancel)
+        .await
+        .unwrap_or_else(|e| panic!("run failed: {e}"));
+    println!("{}", report.summary());
+    report
+}
+
+/// Runs the generated schedule of `config.seed`, `duration_ms` long.
+async fn run_generated(config: RunConfig, duration_ms: u64) -> run::Report {
+    let plan = schedule::generate(config.seed, duration_ms, config.network, Timing::default());
+    run_plan(config, plan).await
+}
+
 /// Stale reads must be caught: serializable reads from random nodes while
 /// the leader is paused and (with a firewall) isolated, checked as
 /// linearizable.
@@ -90,11 +106,7 @@ async fn serializable_reads_checked_as_linearizable_are_a_violation() {
         duration_ms: 12_000,
         steps,
     };
-    let (_tx, cancel) = watch::channel(false);
-    let report = run::run(config, plan, run::network_unavailable(), cancel)
-        .await
-        .unwrap_or_else(|e| panic!("run failed: {e}"));
-    println!("{}", report.summary());
+    let report = run_plan(config, plan).await;
     assert!(
         report.linearizability.is_violation(),
         "stale serializable reads went unnoticed:\n{}",
@@ -107,13 +119,7 @@ async fn serializable_reads_checked_as_linearizable_are_a_violation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_run_with_linearizable_reads_passes() {
     let Some(bin) = raftkv_bin() else { return };
-    let config = config(bin, 3, 3, 20, false);
-    let plan = schedule::generate(3, 20_000, config.network, Timing::default());
-    let (_tx, cancel) = watch::channel(false);
-    let report = run::run(config, plan, run::network_unavailable(), cancel)
-        .await
-        .unwrap_or_else(|e| panic!("run failed: {e}"));
-    println!("{}", report.summary());
+    let report = run_generated(config(bin, 3, 3, 20, false), 20_000).await;
     assert!(report.passed(), "{}", report.summary());
     assert!(report.counts.ok > 0);
 }
@@ -123,13 +129,7 @@ async fn short_run_with_linearizable_reads_passes() {
 #[ignore = "60-second chaos run; needs CHAOS_RAFTKV_BIN"]
 async fn sixty_seconds_five_nodes_every_fault_passes() {
     let Some(bin) = raftkv_bin() else { return };
-    let config = config(bin, 60, 5, 60, false);
-    let plan = schedule::generate(60, 60_000, config.network, Timing::default());
-    let (_tx, cancel) = watch::channel(false);
-    let report = run::run(config, plan, run::network_unavailable(), cancel)
-        .await
-        .unwrap_or_else(|e| panic!("run failed: {e}"));
-    println!("{}", report.summary());
+    let report = run_generated(config(bin, 60, 5, 60, false), 60_000).await;
     assert!(report.passed(), "{}", report.summary());
 }
 
@@ -138,13 +138,7 @@ async fn sixty_seconds_five_nodes_every_fault_passes() {
 #[ignore = "60-second chaos run; needs CHAOS_RAFTKV_BIN"]
 async fn sixty_seconds_serializable_reads_are_a_violation() {
     let Some(bin) = raftkv_bin() else { return };
-    let config = config(bin, 61, 5, 60, true);
-    let plan = schedule::generate(61, 60_000, config.network, Timing::default());
-    let (_tx, cancel) = watch::channel(false);
-    let report = run::run(config, plan, run::network_unavailable(), cancel)
-        .await
-        .unwrap_or_else(|e| panic!("run failed: {e}"));
-    println!("{}", report.summary());
+    let report = run_generated(config(bin, 61, 5, 60, true), 60_000).await;
     assert!(
         report.linearizability.is_violation(),
         "{}",

@@ -130,26 +130,11 @@ fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
 }
 
 async fn start_observed(n: u64) -> (Cluster, BTreeMap<u64, String>) {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let mut addrs = BTreeMap::new();
     let mut http = BTreeMap::new();
     for id in 1..=n {
-        addrs.insert(id, free_addr().await);
         http.insert(id, free_addr().await);
     }
-    let mut c = Cluster {
-        dir,
-        addrs: addrs.clone(),
-        configs: BTreeMap::new(),
-        running: BTreeMap::new(),
-    };
-    for id in 1..=n {
-        let mut cfg = node_config(id, &addrs[&id], &addrs, c.dir.path());
-        cfg.http_addr = Some(http[&id].clone());
-        c.configs.insert(id, cfg);
-        c.start_node(id).await;
-    }
+    let c = Cluster::start_with(n, |cfg| cfg.http_addr = Some(http[&cfg.id].clone())).await;
     (c, http)
 }
 
