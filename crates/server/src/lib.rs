@@ -165,7 +165,8 @@ pub async fn run_with_listener(
     create_dir(&dir)?;
     create_dir(&dir.join("wal"))?;
     create_dir(&dir.join("kv"))?;
-    spool::clear(&dir.join("recv")).map_err(|e| ServerError::io(dir.join("recv"), e))?;
+    let recv_dir = dir.join("recv");
+    spool::clear(&recv_dir).map_err(|e| ServerError::io(&recv_dir, e))?;
     let mut seed = config.peers.clone();
     seed.entry(id).or_insert_with(|| addr.clone());
     let book = AddrBook::open(&dir, &seed)?;
@@ -252,13 +253,14 @@ pub async fn run_with_listener(
         Some(t) => Some(security::client_tls(t)?),
         None => None,
     };
+    // Kv messages: requests up to the configured size, responses (a Scan's)
+    // up to the state machine's limit; the same for forwarded calls.
+    let msg_max = config.limits.grpc_message_size_max;
+    let response_max = msg_max.max(kv::limits::RESPONSE_SIZE_MAX);
     let forwarder = service::forward::Forwarder::new(
         peer_tls.clone(),
-        config.limits.grpc_message_size_max,
-        config
-            .limits
-            .grpc_message_size_max
-            .max(kv::limits::RESPONSE_SIZE_MAX),
+        msg_max,
+        response_max,
         Duration::from_millis(limits::REQUEST_WAIT_MS_MAX),
     );
     let (down_tx, down_rx) = mpsc::channel(limits::PEER_DOWN_REPORTS_MAX);
@@ -323,12 +325,11 @@ pub async fn run_with_listener(
             .map_err(|e| ServerError::Serve(format!("TLS: {e}")))?;
     }
 
-    let msg_max = config.limits.grpc_message_size_max;
     let kv_svc = proto::kv::kv_server::KvServer::new(service::kv::KvService {
         handle: handle.clone(),
     })
     .max_decoding_message_size(msg_max)
-    .max_encoding_message_size(msg_max.max(kv::limits::RESPONSE_SIZE_MAX));
+    .max_encoding_message_size(response_max);
     let cluster_svc =
         proto::kv::cluster_server::ClusterServer::new(service::cluster::ClusterService { handle });
     let raft_svc = proto::raft::raft_server::RaftServer::new(transport::service::RaftService {
@@ -338,7 +339,7 @@ pub async fn run_with_listener(
         applied: applied_rx,
         stop: stop_rx.clone(),
         book: book.clone(),
-        spool_dir: dir.join("recv"),
+        spool_dir: recv_dir,
     })
     .max_decoding_message_size(PEER_MESSAGE_SIZE_MAX)
     .max_encoding_message_size(PEER_MESSAGE_SIZE_MAX);
