@@ -68,7 +68,7 @@ fn child_writer() {
 /// 5). `None`: it may or may not be (the delete may have reached the disk
 /// unsynced).
 fn deleted(i: u32, synced: u32) -> Option<bool> {
-    let deletes = (i + 1) % 5 == 0;
+    let deletes = (i + 1).is_multiple_of(5);
     if deletes && i == synced {
         None
     } else {
@@ -170,7 +170,7 @@ fn every_synced_write_survives_sigkill() {
                 let got = db.get(&key).unwrap();
                 // The batch's key is there unless a later delete removed it.
                 assert!(
-                    got.is_some() || (i + 1) % 5 == 0,
+                    got.is_some() || (i + 1).is_multiple_of(5),
                     "{key:?} without its batch"
                 );
             }

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig, ReadMode};
+use testkit::{free_port_run, free_ports};
 
 const RAFTKV: &str = env!("CARGO_BIN_EXE_raftkv");
 const TICK_MS: u64 = 20;
@@ -34,23 +35,6 @@ struct Cluster {
     nodes: Vec<Node>,
     peers: String,
     extra_args: Vec<String>,
-}
-
-/// `n` distinct free loopback ports (held open together, then released).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| match std::net::TcpListener::bind("127.0.0.1:0") {
-            Ok(l) => l,
-            Err(e) => panic!("bind: {e}"),
-        })
-        .collect();
-    listeners
-        .iter()
-        .map(|l| match l.local_addr() {
-            Ok(a) => a.port(),
-            Err(e) => panic!("{e}"),
-        })
-        .collect()
 }
 
 impl Cluster {
@@ -600,26 +584,9 @@ async fn membership_changes_through_the_cli_while_a_client_writes() {
     }
 }
 
-/// A base port with `n` consecutive free ports after it, and `n` more free
-/// from base + 100 (the dev nodes' HTTP ports).
-fn free_port_run(n: u16) -> u16 {
-    for _ in 0..100 {
-        let base = free_ports(1)[0];
-        if base > u16::MAX - n - 100 {
-            continue;
-        }
-        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        let all_free = (0..n).all(|i| free(base + i) && free(base + 100 + i));
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no run of {n} free ports");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_starts_a_cluster_in_one_command_and_stops_it_on_ctrl_c() {
-    let base = free_port_run(3);
+    let base = free_port_run(3, 100);
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => panic!("{e}"),

@@ -41,10 +41,10 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A free port on 127.0.0.1 (bound, then released).
+/// A free address on 127.0.0.1 that stays free while its node is down
+/// (see [`testkit`]).
 pub async fn free_addr() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().to_string()
+    testkit::free_addr()
 }
 
 pub fn node_config(
