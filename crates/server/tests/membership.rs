@@ -422,3 +422,58 @@ async fn an_uncommitted_removal_is_not_reported_as_done() {
     pending.abort();
     c.stop_all().await;
 }
+
+/// A follower forwards membership changes and leadership transfers to the
+/// leader, so a plain gRPC client may send them to any node; asked not to
+/// forward, it answers with the leader hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn membership_calls_to_a_follower_are_forwarded_to_the_leader() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    let followers: Vec<u64> = (1..=3).filter(|&id| id != l).collect();
+    let (a, b) = (followers[0], followers[1]);
+
+    // A learner added through one follower and removed through the other
+    // (node 4 never runs: a learner does not count for commits).
+    let addr = free_addr().await;
+    let added = c
+        .cluster(a)
+        .await
+        .add_learner(AddLearnerRequest { id: 4, addr })
+        .await
+        .expect("add_learner through a follower")
+        .into_inner();
+    assert_eq!(added.header.as_ref().map(|h| h.node_id), Some(l));
+    assert!(added.members.iter().any(|m| m.id == 4 && m.learner));
+    let removed = c
+        .cluster(b)
+        .await
+        .remove(RemoveRequest { id: 4 })
+        .await
+        .expect("remove through a follower")
+        .into_inner();
+    assert!(!removed.members.iter().any(|m| m.id == 4));
+
+    // Asked not to forward: the hint, as before.
+    let mut req = tonic::Request::new(TransferLeaderRequest { to: a });
+    req.metadata_mut().insert(
+        NO_FORWARD_METADATA,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    let err = c.cluster(b).await.transfer_leader(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(leader_hint(&err), Some((l, c.addrs[&l].clone())));
+
+    // Leadership moved by asking a follower (the old leader answers once
+    // the target has taken over).
+    let r = c
+        .cluster(b)
+        .await
+        .transfer_leader(TransferLeaderRequest { to: a })
+        .await
+        .expect("transfer through a follower")
+        .into_inner();
+    assert_eq!(r.leader_id, a);
+    assert_eq!(c.leader().await, a);
+    c.stop_all().await;
+}

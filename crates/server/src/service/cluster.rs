@@ -1,6 +1,10 @@
 //! The `Cluster` service: status, members, membership changes, leadership
 //! transfer and on-demand snapshots.
 //!
+//! A follower forwards membership changes and leadership transfers to the
+//! leader (see [`super::forward`]); `Status`, `Members` and `Snapshot` are
+//! answered by the node asked.
+//!
 //! Membership changes go through the log one at a time (the Raft core's
 //! rule) and are answered once the change applied. A new node's address
 //! rides in the change's context, so every member learns it.
@@ -29,7 +33,7 @@ use raft::{ConfChange, ConfChangeKind, ConfState, Role};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
-use super::{unavailable, Handle};
+use super::{forward, unavailable, Handle};
 use crate::apply::ApplyMsg;
 use crate::node::NodeRequest;
 
@@ -155,6 +159,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_cluster(req.metadata()) {
+            return leader.add_learner(forward::outgoing(req)).await;
+        }
         let r = req.into_inner();
         if r.id == 0 {
             return Err(Status::invalid_argument("node id 0 is reserved"));
@@ -174,6 +181,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_cluster(req.metadata()) {
+            return leader.promote(forward::outgoing(req)).await;
+        }
         let id = req.into_inner().id;
         {
             let conf = &self.handle.soft.borrow().conf;
@@ -194,6 +204,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_cluster(req.metadata()) {
+            return leader.remove(forward::outgoing(req)).await;
+        }
         let id = req.into_inner().id;
         // Only the leader's committed configuration can tell that a node
         // is gone for good (module docs).
@@ -217,6 +230,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        if let Some(mut leader) = self.handle.forward_cluster(req.metadata()) {
+            return leader.transfer_leader(forward::outgoing(req)).await;
+        }
         let to = req.into_inner().to;
         {
             let soft = self.handle.soft.borrow();

@@ -1,7 +1,8 @@
-//! Forwarding `Kv` calls from a follower to the leader, so that any node
-//! accepts any of them: writes, linearizable reads and session registrations
-//! that reach a follower are sent on to the leader it knows, and the
-//! leader's answer (or error) is passed back unchanged.
+//! Forwarding calls from a follower to the leader, so that any node accepts
+//! any of them: writes, linearizable reads and session registrations
+//! (`Kv`), membership changes and leadership transfers (`Cluster`) that
+//! reach a follower are sent on to the leader it knows, and the leader's
+//! answer (or error) is passed back unchanged.
 //!
 //! - One hop at most: the forwarded call carries [`FORWARDED_METADATA`], and
 //!   a node receiving it answers itself (a node that lost leadership
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use proto::kv::cluster_client::ClusterClient;
 use proto::kv::kv_client::KvClient;
 use proto::kv::{FORWARDED_METADATA, NO_FORWARD_METADATA};
 use tonic::metadata::MetadataValue;
@@ -59,9 +61,23 @@ impl Forwarder {
         !meta.contains_key(FORWARDED_METADATA) && !meta.contains_key(NO_FORWARD_METADATA)
     }
 
-    /// A client to the leader at `addr` (a lazily connected, cached channel),
-    /// or `None` if `addr` is not a usable address.
-    pub(crate) fn client(&self, addr: &str) -> Option<KvClient<Channel>> {
+    /// A `Kv` client on a channel from [`Forwarder::channel`].
+    pub(crate) fn kv(&self, channel: Channel) -> KvClient<Channel> {
+        KvClient::new(channel)
+            .max_encoding_message_size(self.message_size_max)
+            .max_decoding_message_size(self.response_size_max)
+    }
+
+    /// A `Cluster` client on a channel from [`Forwarder::channel`].
+    pub(crate) fn cluster(&self, channel: Channel) -> ClusterClient<Channel> {
+        ClusterClient::new(channel)
+            .max_encoding_message_size(self.message_size_max)
+            .max_decoding_message_size(self.response_size_max)
+    }
+
+    /// A channel to the leader at `addr` (lazily connected, cached), or
+    /// `None` if `addr` is not a usable address.
+    pub(crate) fn channel(&self, addr: &str) -> Option<Channel> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
@@ -83,11 +99,7 @@ impl Forwarder {
                 c
             }
         };
-        Some(
-            KvClient::new(channel)
-                .max_encoding_message_size(self.message_size_max)
-                .max_decoding_message_size(self.response_size_max),
-        )
+        Some(channel)
     }
 }
 

@@ -5,7 +5,7 @@
 //! | situation | code |
 //! |---|---|
 //! | empty key, key or value over the limit, bad range, malformed request | `INVALID_ARGUMENT` |
-//! | not the leader, for a membership call or a `Kv` call that is not forwarded (`raftkv-no-forward`, or already forwarded once; see [`forward`]) | `UNAVAILABLE` + `raftkv-leader-id`/`raftkv-leader-addr` |
+//! | not the leader, for a call that is not forwarded (`raftkv-no-forward`, or already forwarded once; see [`forward`]) | `UNAVAILABLE` + `raftkv-leader-id`/`raftkv-leader-addr` |
 //! | no leader known, leader lost before commit, timed out waiting; a membership change while another is uncommitted (or before the leader committed an entry of its term) | `UNAVAILABLE` (retry) |
 //! | pending proposals/reads or a node queue full | `RESOURCE_EXHAUSTED` |
 //! | unknown session / stale request | `FAILED_PRECONDITION` + `raftkv-error` |
@@ -108,13 +108,29 @@ impl Handle {
         }
     }
 
-    /// The leader to forward a call with this metadata to: `None` if this
-    /// node is the leader, knows no leader (or its address), or the call
-    /// may not be forwarded (see [`forward`]).
+    /// The leader to forward a `Kv` call with this metadata to: `None` if
+    /// this node is the leader, knows no leader (or its address), or the
+    /// call may not be forwarded (see [`forward`]).
     pub(crate) fn forward_target(
         &self,
         meta: &tonic::metadata::MetadataMap,
     ) -> Option<proto::kv::kv_client::KvClient<tonic::transport::Channel>> {
+        self.forward_channel(meta).map(|c| self.forwarder.kv(c))
+    }
+
+    /// As [`Handle::forward_target`], for a `Cluster` call.
+    pub(crate) fn forward_cluster(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+    ) -> Option<proto::kv::cluster_client::ClusterClient<tonic::transport::Channel>> {
+        self.forward_channel(meta)
+            .map(|c| self.forwarder.cluster(c))
+    }
+
+    fn forward_channel(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+    ) -> Option<tonic::transport::Channel> {
         if !forward::Forwarder::allowed(meta) {
             return None;
         }
@@ -126,9 +142,9 @@ impl Handle {
             soft.leader.filter(|&l| l != self.id)?
         };
         let addr = self.book.get(leader)?;
-        let client = self.forwarder.client(&addr)?;
+        let channel = self.forwarder.channel(&addr)?;
         crate::observe::metrics::forwarded(self.id);
-        Some(client)
+        Some(channel)
     }
 
     /// `Ok` if this node is the leader, else the hint.
