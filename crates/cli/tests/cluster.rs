@@ -763,23 +763,34 @@ async fn appends_through_a_paused_leader_apply_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server/raft bug: a follower stopped while in replicate state, restarted after the leader compacted, is never sent the snapshot (still fails at 176d91f)"]
 async fn a_node_kept_down_while_the_log_is_compacted_catches_up_from_a_snapshot() {
     let mut cluster = Cluster::start(3, &[]);
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     let down = (leader + 1) % 3;
     cluster.stop(down);
     let c = cluster.client();
+    let mut last = 0;
     for i in 0..50 {
-        let r = c.put(format!("s{i:02}"), format!("{i}")).await;
-        assert!(r.is_ok(), "{r:?}");
+        match c.put(format!("s{i:02}"), format!("{i}")).await {
+            Ok(r) => last = r.index,
+            Err(e) => panic!("put: {e}"),
+        }
     }
-    // Compact the live nodes' logs through the CLI.
+    // Compact the live nodes' logs through the CLI, once each has applied
+    // the last write (a node snapshots what it has applied).
     let live: Vec<String> = (0..3)
         .filter(|i| *i != down)
         .map(|i| cluster.nodes[i].addr.clone())
         .collect();
     for addr in &live {
+        let t0 = Instant::now();
+        while !matches!(c.status_of(addr).await, Ok(s) if s.applied_index >= last) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "{addr} never applied {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let o = cluster.raftkv(&["snapshot", "--node", addr, "--json"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let index = json(&o)["nodes"][0]["snapshot_index"].as_u64().unwrap_or(0);

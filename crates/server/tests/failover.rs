@@ -274,10 +274,14 @@ async fn a_follower_stopped_early_catches_up_after_on_demand_compaction() {
     let l = c.leader().await;
     let down = (1..=3).find(|&i| i != l).unwrap();
     c.stop_node(down).await.unwrap();
+    let mut last = 0;
     for i in 0..50 {
-        put(&c, l, &format!("s{i:02}"), &format!("{i}")).await;
+        last = put(&c, l, &format!("s{i:02}"), &format!("{i}")).await.index;
     }
     for id in (1..=3).filter(|&i| i != down) {
+        // A node snapshots what it has applied: the live follower may
+        // still be applying the last writes.
+        wait_applied(&c, id, last).await;
         let s = c
             .cluster(id)
             .await
