@@ -45,6 +45,10 @@ struct Args {
     /// linearizable (must report violations).
     #[arg(long)]
     serializable_reads: bool,
+    /// Clients let followers forward their calls to the leader and stay
+    /// with the node that answers (the path plain gRPC clients take).
+    #[arg(long)]
+    follower_forwarding: bool,
     /// Exit 0 only if every run found a linearizability violation.
     #[arg(long)]
     expect_violation: bool,
@@ -216,6 +220,7 @@ async fn async_main(args: Args, bin: PathBuf, network_off: Option<String>) -> Ex
                 register_keys: args.keys,
                 append_keys: args.keys,
                 serializable_reads: args.serializable_reads,
+                follower_forwarding: args.follower_forwarding,
                 op_timeout: args.op_timeout,
                 ..WorkloadConfig::default()
             },

@@ -72,6 +72,7 @@ pub struct Report {
     pub nodes: u64,
     pub duration_ms: u64,
     pub serializable_reads: bool,
+    pub follower_forwarding: bool,
     /// `None` when partitions ran; else why they did not.
     pub network_off: Option<String>,
     pub counts: Counts,
@@ -113,7 +114,7 @@ impl Report {
         let mut s = String::new();
         let verdict = if self.passed() { "PASS" } else { "FAIL" };
         s.push_str(&format!(
-            "chaos run seed={} nodes={} duration={}s reads={}: {verdict}\n",
+            "chaos run seed={} nodes={} duration={}s reads={}{}: {verdict}\n",
             self.seed,
             self.nodes,
             self.duration_ms / 1000,
@@ -121,6 +122,11 @@ impl Report {
                 "serializable"
             } else {
                 "linearizable"
+            },
+            if self.follower_forwarding {
+                " via followers"
+            } else {
+                ""
             }
         ));
         if let Some(why) = &self.network_off {
@@ -465,6 +471,7 @@ pub async fn run(
         nodes: config.nodes,
         duration_ms: u64::try_from(config.duration.as_millis()).unwrap_or(u64::MAX),
         serializable_reads: config.workload.serializable_reads,
+        follower_forwarding: config.workload.follower_forwarding,
         network_off,
         counts,
         injected,

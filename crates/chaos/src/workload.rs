@@ -14,6 +14,10 @@
 //! chosen at random, locally and possibly stale, while still being checked
 //! as linearizable (the mode that must fail).
 //!
+//! With `follower_forwarding` the clients let followers forward their calls
+//! to the leader (as a plain gRPC client would) and stay with the node that
+//! answers, so most calls take the follower-to-leader hop under the faults.
+//!
 //! A write that fails with anything but a definite refusal (an invalid
 //! argument, a compare that did not hold) is recorded as unknown: it may
 //! have applied. A read that fails is recorded as failed.
@@ -44,6 +48,8 @@ pub struct WorkloadConfig {
     pub append_keys: usize,
     /// Serve reads serializable (from a random node) instead of linearizable.
     pub serializable_reads: bool,
+    /// Let followers forward calls to the leader (see the module docs).
+    pub follower_forwarding: bool,
     /// One operation's whole deadline (retries included).
     pub op_timeout: Duration,
     /// Longest pause between two operations of one client.
@@ -57,6 +63,7 @@ impl Default for WorkloadConfig {
             register_keys: 3,
             append_keys: 3,
             serializable_reads: false,
+            follower_forwarding: false,
             op_timeout: Duration::from_secs(3),
             think_ms_max: 20,
         }
@@ -117,7 +124,13 @@ pub async fn run(
         // guesses of the leader differ.
         let mut eps = endpoints.clone();
         eps.rotate_left(c % endpoints.len().max(1));
-        let main = Client::connect(eps, client_config(config.op_timeout))?;
+        let main = Client::connect(
+            eps,
+            ClientConfig {
+                follower_forwarding: config.follower_forwarding,
+                ..client_config(config.op_timeout)
+            },
+        )?;
         let mut per_node = Vec::new();
         if config.serializable_reads {
             for e in &endpoints {

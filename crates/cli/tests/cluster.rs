@@ -320,6 +320,49 @@ async fn three_nodes_take_writes_through_any_node_and_read_them_back() {
     assert_eq!(json(&o)["members"].as_array().map(Vec::len), Some(3));
 }
 
+/// By default the client library follows the leader hint away from a
+/// follower; with `follower_forwarding` it stays with the follower, which
+/// forwards each call to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_follows_hints_or_lets_a_follower_forward() {
+    let cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let leader_addr = cluster.nodes[leader].addr.clone();
+    let follower = cluster.nodes[(leader + 1) % 3].addr.clone();
+    let leader_id = match cluster.client().status_of(&leader_addr).await {
+        Ok(s) => s.id,
+        Err(e) => panic!("{e}"),
+    };
+
+    let hints = cluster.client_of(vec![follower.clone()]);
+    let r = hints.put("h", "1").await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(hints.leader().as_deref(), Some(leader_addr.as_str()));
+
+    let forwarding = match Client::connect(
+        vec![follower.clone()],
+        ClientConfig {
+            deadline: Duration::from_secs(10),
+            follower_forwarding: true,
+            ..ClientConfig::default()
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    for i in 0..3 {
+        let answered_by = match forwarding.put(format!("f{i}"), "2").await {
+            Ok(r) => r.header.map(|h| h.node_id),
+            Err(e) => panic!("put through a forwarding follower: {e}"),
+        };
+        assert_eq!(answered_by, Some(leader_id), "the leader answers");
+        assert_eq!(forwarding.leader().as_deref(), Some(follower.as_str()));
+    }
+    let got = forwarding.get("f2").await.ok().flatten().map(|kv| kv.value);
+    assert_eq!(got.as_deref(), Some(&b"2"[..]));
+    assert_eq!(forwarding.endpoints(), vec![follower], "never redirected");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
     let mut cluster = Cluster::start(3, &[]);

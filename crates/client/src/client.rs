@@ -13,6 +13,11 @@
 //! within [`ClientConfig::attempt_timeout`], the client forgets that leader,
 //! backs off (exponentially, with jitter) and tries the next endpoint. All
 //! of this happens inside the operation's [`ClientConfig::deadline`].
+//!
+//! Calls ask followers for that hint (`raftkv-no-forward`) rather than
+//! letting them forward, so the client soon talks to the leader directly.
+//! With [`ClientConfig::follower_forwarding`] the followers forward instead,
+//! and the "leader" the client keeps is simply the last node that answered.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -117,7 +122,7 @@ impl Client {
         let seed = std::collections::hash_map::RandomState::new();
         let seed = std::hash::BuildHasher::hash_one(&seed, std::process::id()) | 1;
         let sessions = Sessions::new(config.sessions_max.max(1));
-        let auth = Auth::new(config.token.as_deref())?;
+        let auth = Auth::new(config.token.as_deref(), config.follower_forwarding)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 config,

@@ -32,6 +32,13 @@ pub struct ClientConfig {
     /// TLS: the CA to trust and an optional client identity; plaintext if
     /// `None`.
     pub tls: Option<crate::security::TlsOptions>,
+    /// Let a follower forward writes, linearizable reads and membership
+    /// changes to the leader itself (one more hop), instead of asking it
+    /// for the leader hint. Off by default: the client follows hints and
+    /// then talks to the leader directly. On, the client stays with
+    /// whichever node answers (the first endpoint that is up), as a plain
+    /// gRPC client or one behind a load balancer would.
+    pub follower_forwarding: bool,
 }
 
 impl Default for ClientConfig {
@@ -45,6 +52,7 @@ impl Default for ClientConfig {
             sessions_max: limits::SESSIONS_MAX,
             token: None,
             tls: None,
+            follower_forwarding: false,
         }
     }
 }

@@ -72,16 +72,18 @@ impl TlsOptions {
     }
 }
 
-/// Adds the bearer token to every call, and asks followers for the leader
-/// hint rather than forwarding (the client follows hints itself and then
-/// talks to the leader directly).
+/// Adds the bearer token to every call, and (unless
+/// [`ClientConfig::follower_forwarding`](crate::ClientConfig::follower_forwarding))
+/// asks followers for the leader hint rather than forwarding: the client
+/// follows hints itself and then talks to the leader directly.
 #[derive(Clone, Debug, Default)]
 pub struct Auth {
     header: Option<MetadataValue<Ascii>>,
+    forwarding: bool,
 }
 
 impl Auth {
-    pub(crate) fn new(token: Option<&str>) -> Result<Auth> {
+    pub(crate) fn new(token: Option<&str>, forwarding: bool) -> Result<Auth> {
         let header =
             match token {
                 None => None,
@@ -89,7 +91,7 @@ impl Auth {
                     Error::InvalidArgument("the token must be printable ASCII".into())
                 })?),
             };
-        Ok(Auth { header })
+        Ok(Auth { header, forwarding })
     }
 }
 
@@ -101,10 +103,12 @@ impl Interceptor for Auth {
         if let Some(h) = &self.header {
             req.metadata_mut().insert("authorization", h.clone());
         }
-        req.metadata_mut().insert(
-            proto::kv::NO_FORWARD_METADATA,
-            MetadataValue::from_static("1"),
-        );
+        if !self.forwarding {
+            req.metadata_mut().insert(
+                proto::kv::NO_FORWARD_METADATA,
+                MetadataValue::from_static("1"),
+            );
+        }
         Ok(req)
     }
 }
