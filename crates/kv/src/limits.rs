@@ -76,6 +76,14 @@ pub const APPLY_BATCH_OPS_MAX: usize = 16 * 1024;
 /// ...or this many bytes of keys and values.
 pub const APPLY_BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// Keys whose version the state machine keeps in memory, so that a put
+/// needs no read of the previous record (see `machine::meta`): ~80 bytes
+/// each plus the key, so a few MiB at most...
+pub const META_CACHE_KEYS_MAX: usize = 64 * 1024;
+
+/// ...and this many bytes of those keys in all.
+pub const META_CACHE_KEY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// Engine record overhead assumed per operation in the bounds below.
 const ENGINE_OP_OVERHEAD: usize = 64;
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use bitcask::Engine;
 use raft::Index;
 
+use super::meta::{Meta, MetaCache};
 use super::reader::{eng, get_record};
 use super::{Batch, StateMachine};
 use crate::command::{Command, Compare, CompareTarget, Op, Request};
@@ -20,6 +21,8 @@ struct Tx<'a, E: Engine> {
     engine: &'a E,
     /// Writes of earlier entries of the same batch, not yet in the engine.
     pending: &'a BTreeMap<Vec<u8>, Option<Record>>,
+    /// Versions of keys as the engine holds them (not all keys).
+    meta: &'a MetaCache,
     writes: BTreeMap<Vec<u8>, Option<Record>>,
 }
 
@@ -31,6 +34,19 @@ impl<E: Engine> Tx<'_, E> {
         }
     }
 
+    /// What a put needs of the key's current record: from this command's or
+    /// the batch's writes, else the cache, else the engine.
+    fn meta(&self, key: &[u8]) -> Result<Option<Meta>, FatalError> {
+        if let Some(r) = self.writes.get(key).or_else(|| self.pending.get(key)) {
+            return Ok(r.as_ref().map(Meta::of));
+        }
+        if let Some(m) = self.meta.get(key) {
+            return Ok(Some(m));
+        }
+        Ok(get_record(self.engine, key)?.as_ref().map(Meta::of))
+    }
+
+    /// Writes `value` at `key`; returns the previous record (read in full).
     fn put(
         &mut self,
         index: Index,
@@ -38,14 +54,26 @@ impl<E: Engine> Tx<'_, E> {
         value: Vec<u8>,
     ) -> Result<Option<Record>, FatalError> {
         let prev = self.get(key)?;
+        self.write(index, key, value, prev.as_ref().map(Meta::of));
+        Ok(prev)
+    }
+
+    /// Writes `value` at `key` when the previous value is not wanted (no
+    /// engine read if the key's version is cached).
+    fn put_blind(&mut self, index: Index, key: &[u8], value: Vec<u8>) -> Result<(), FatalError> {
+        let prev = self.meta(key)?;
+        self.write(index, key, value, prev);
+        Ok(())
+    }
+
+    fn write(&mut self, index: Index, key: &[u8], value: Vec<u8>, prev: Option<Meta>) {
         let record = Record {
             value,
-            create_index: prev.as_ref().map_or(index, |p| p.create_index),
+            create_index: prev.map_or(index, |p| p.create_index),
             mod_index: index,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            version: prev.map_or(1, |p| p.version + 1),
         };
         self.writes.insert(key.to_vec(), Some(record));
-        Ok(prev)
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<Option<Record>, FatalError> {
@@ -80,6 +108,7 @@ impl<E: Engine> StateMachine<E> {
         let mut tx = Tx {
             engine: self.engine(),
             pending: &batch.overlay,
+            meta: &self.meta,
             writes: BTreeMap::new(),
         };
         let result = match request.validate() {
@@ -124,9 +153,14 @@ impl<E: Engine> StateMachine<E> {
                 value,
                 prev_kv,
             } => {
-                let prev = tx.put(index, key, value.clone())?;
-                Reply::Put {
-                    prev: kv(key, prev, *prev_kv),
+                if *prev_kv {
+                    let prev = tx.put(index, key, value.clone())?;
+                    Reply::Put {
+                        prev: kv(key, prev, true),
+                    }
+                } else {
+                    tx.put_blind(index, key, value.clone())?;
+                    Reply::Put { prev: None }
                 }
             }
             Command::Delete { key, prev_kv } => {
@@ -184,7 +218,7 @@ impl<E: Engine> StateMachine<E> {
                 for op in branch {
                     results.push(match op {
                         Op::Put { key, value } => {
-                            tx.put(index, key, value.clone())?;
+                            tx.put_blind(index, key, value.clone())?;
                             OpResult::Put
                         }
                         Op::Delete { key } => OpResult::Delete {

@@ -7,6 +7,7 @@
 //! - `restore.rs`: installing a snapshot.
 
 mod exec;
+mod meta;
 mod reader;
 mod restore;
 
@@ -62,6 +63,8 @@ pub struct StateMachine<E: Engine> {
     applied_term: Term,
     sessions: Sessions,
     limits: SessionLimits,
+    /// Versions of recently written keys (see [`meta`]).
+    meta: meta::MetaCache,
 }
 
 impl<E: Engine> std::fmt::Debug for StateMachine<E> {
@@ -157,6 +160,7 @@ impl<E: Engine> StateMachine<E> {
             applied_term: 0,
             sessions: Sessions::default(),
             limits,
+            meta: meta::MetaCache::default(),
         };
         if let Some(v) = eng(sm.engine().get(RESTORE_KEY))? {
             let index = decode_index(&v, "restore marker")?;
@@ -352,6 +356,9 @@ impl<E: Engine> StateMachine<E> {
             Bytes::from(encode_applied(index, term)),
         ));
         eng(self.engine().write_batch(&ops))?;
+        for (key, record) in std::mem::take(&mut batch.overlay) {
+            self.meta.written(key, record.as_ref());
+        }
         *batch = Batch::default();
         self.reader.shared.applied.store(index, Ordering::Release);
         self.applied_term = term;

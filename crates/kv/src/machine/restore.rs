@@ -45,6 +45,8 @@ impl<E: Engine> StateMachine<E> {
     /// without [`finish`](Restore::finish) leaves the restore pending.
     pub fn begin_restore(&mut self, first_chunk: &[u8]) -> Result<Restore<'_, E>, FatalError> {
         let (loader, ops) = Loader::begin(first_chunk)?;
+        // Every key may change: no cached version survives a restore.
+        self.meta.clear();
         let applied = self.applied_index();
         if self.restore_pending().is_none() && loader.index < applied {
             return Err(FatalError::Snapshot(format!(
