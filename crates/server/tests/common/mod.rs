@@ -185,6 +185,27 @@ impl Cluster {
         }
     }
 
+    /// Waits until the leader is known to each of `ids` (they have heard
+    /// from it); returns it.
+    pub async fn leader_known_by(&self, ids: &[u64]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let l = self.leader().await;
+            let mut known = true;
+            for &id in ids {
+                known &= self.status(id).await.leader_id == l;
+            }
+            if known {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes {ids:?} did not learn of leader {l} within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn status(&self, id: u64) -> StatusResponse {
         self.cluster(id)
             .await
