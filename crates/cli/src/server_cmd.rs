@@ -47,9 +47,19 @@ pub struct ServerArgs {
     #[arg(long)]
     pub lease_read: bool,
     /// Merge the state machine's files once dead records are this percentage
-    /// of the record bytes (0: never; default 50; more in the TOML `[storage]`).
+    /// of the record bytes (0: never; default 50).
     #[arg(long, value_name = "PERCENT")]
     pub merge_dead_percent: Option<u8>,
+    /// ...and at least this many bytes are dead (default 64 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub merge_dead_bytes_min: Option<u64>,
+    /// How often to look whether a merge is due, in ms (default 10000).
+    #[arg(long, value_name = "MS")]
+    pub merge_check_interval_ms: Option<u64>,
+    /// Close a state-machine data file (making it mergeable) past this size
+    /// (default 256 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub data_file_size_max: Option<u64>,
     /// Snapshot and compact the log every this many applied entries.
     #[arg(long, value_name = "ENTRIES")]
     pub snapshot_threshold: Option<u64>,
@@ -135,6 +145,15 @@ impl ServerArgs {
         }
         if let Some(v) = self.merge_dead_percent {
             c.storage.merge_dead_percent = v;
+        }
+        if let Some(v) = self.merge_dead_bytes_min {
+            c.storage.merge_dead_bytes_min = v;
+        }
+        if let Some(v) = self.merge_check_interval_ms {
+            c.storage.merge_check_interval_ms = v;
+        }
+        if let Some(v) = self.data_file_size_max {
+            c.storage.file_size_max = v;
         }
         if let Some(v) = self.snapshot_threshold {
             c.snapshot_threshold_entries = v;
@@ -244,6 +263,36 @@ mod tests {
         assert_eq!(c.storage.merge_dead_percent, 30);
         let e = args(&["--id", "1", "--merge-dead-percent", "101"]).to_config();
         assert!(e.is_err(), "101 % accepted");
+        let c = args(&[
+            "--id",
+            "1",
+            "--merge-dead-bytes-min",
+            "1000",
+            "--merge-check-interval-ms",
+            "500",
+            "--data-file-size-max",
+            "1048576",
+        ])
+        .to_config();
+        let st = match c {
+            Ok(c) => c.storage,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            (
+                st.merge_dead_bytes_min,
+                st.merge_check_interval_ms,
+                st.file_size_max
+            ),
+            (1000, 500, 1_048_576)
+        );
+        for bad in [
+            ["--merge-check-interval-ms", "0"],
+            ["--data-file-size-max", "10"],
+        ] {
+            let e = args(&["--id", "1", bad[0], bad[1]]).to_config();
+            assert!(e.is_err(), "{bad:?} accepted");
+        }
         assert!(crate::Cli::try_parse_from(["raftkv", "server", "--peers", "x=h:1"]).is_err());
         assert!(crate::Cli::try_parse_from(["raftkv", "server", "--peers", "1"]).is_err());
     }
