@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig, ReadMode};
-use testkit::{free_port_run, free_ports};
+use testkit::{free_port, free_port_run, free_ports};
 
 const RAFTKV: &str = env!("CARGO_BIN_EXE_raftkv");
 const TICK_MS: u64 = 20;
@@ -118,7 +118,7 @@ impl Cluster {
     /// returns its index.
     fn add_joining_node(&mut self) -> usize {
         let i = self.nodes.len();
-        let port = free_ports(1)[0];
+        let port = free_port();
         self.nodes.push(Node {
             id: i as u64 + 1,
             addr: format!("127.0.0.1:{port}"),
@@ -505,7 +505,7 @@ fn a_malformed_config_file_is_refused_with_a_clear_message() {
 
 #[test]
 fn client_commands_fail_cleanly_without_a_cluster() {
-    let port = free_ports(1)[0];
+    let port = free_port();
     let o = match Command::new(RAFTKV)
         .args(["get", "k", "--timeout", "0.5"])
         .args(["--endpoints", &format!("127.0.0.1:{port}")])

@@ -24,12 +24,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The lowest port handed out.
 const LOW: u32 = 10_000;
 
-/// Where the kernel's ephemeral range starts (32768 on Linux by default).
+/// Where the kernel's ephemeral range starts (32768 on Linux by default),
+/// read once per process.
 fn ephemeral_low() -> u32 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
+    static LOW_END: OnceLock<u32> = OnceLock::new();
+    *LOW_END.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768)
+    })
 }
 
 /// This process's starting offset into the range.
