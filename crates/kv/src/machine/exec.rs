@@ -27,8 +27,14 @@ struct Tx<'a, E: Engine> {
 }
 
 impl<E: Engine> Tx<'_, E> {
+    /// The key as this command's or the batch's writes left it, if they
+    /// touched it (`Some(None)`: deleted).
+    fn staged(&self, key: &[u8]) -> Option<&Option<Record>> {
+        self.writes.get(key).or_else(|| self.pending.get(key))
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Record>, FatalError> {
-        match self.writes.get(key).or_else(|| self.pending.get(key)) {
+        match self.staged(key) {
             Some(r) => Ok(r.clone()),
             None => get_record(self.engine, key),
         }
@@ -37,7 +43,7 @@ impl<E: Engine> Tx<'_, E> {
     /// What a put needs of the key's current record: from this command's or
     /// the batch's writes, else the cache, else the engine.
     fn meta(&self, key: &[u8]) -> Result<Option<Meta>, FatalError> {
-        if let Some(r) = self.writes.get(key).or_else(|| self.pending.get(key)) {
+        if let Some(r) = self.staged(key) {
             return Ok(r.as_ref().map(Meta::of));
         }
         if let Some(m) = self.meta.get(key) {
