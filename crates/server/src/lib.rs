@@ -79,6 +79,7 @@ mod apply;
 pub mod config;
 mod descriptor;
 pub mod error;
+pub mod identity;
 pub mod limits;
 mod merger;
 mod node;
