@@ -588,11 +588,12 @@ impl<S: LogStore> RawNode<S> {
     pub(crate) fn bcast_heartbeat(&mut self) {
         let commit = self.log.commit;
         let tick = self.ticks;
+        let now = self.now;
         let snapshot_retry = self.config.election_timeout_ticks_min;
         let Some(l) = self.leader_state_mut() else {
             return;
         };
-        let round = l.reads.new_round(tick);
+        let round = l.reads.new_round(now);
         let mut out = Vec::new();
         for (id, p) in l.progress.iter_mut() {
             if p.state == ProgressState::Snapshot

@@ -46,8 +46,12 @@ pub const MEMBERS_MAX: usize = 256;
 /// (index, term, hash) to detect a committed entry that changed.
 pub const COMMITTED_HASH_WINDOW_MAX: usize = 64;
 
-/// Most heartbeat rounds whose send tick the leader remembers (for leases).
+/// Most heartbeat rounds whose creation time the leader remembers (for
+/// leases).
 pub const READS_ROUNDS_REMEMBERED_MAX: usize = 64;
 
 /// Largest election timeout, in ticks.
 pub const ELECTION_TIMEOUT_TICKS_MAX: u64 = 1_000_000;
+
+/// Longest `Config::tick_interval`.
+pub const TICK_INTERVAL_MAX: std::time::Duration = std::time::Duration::from_secs(60);

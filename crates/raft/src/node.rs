@@ -1,5 +1,7 @@
 //! [`RawNode`]: the public API of the core and the Ready cycle.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::candidate::Votes;
@@ -43,6 +45,13 @@ pub struct RawNode<S: LogStore> {
     pub(crate) randomized_election_timeout: u64,
     /// Ticks since the node started.
     pub(crate) ticks: u64,
+    /// The driver's monotonic clock, as last given to `set_now` (lease
+    /// reads only).
+    pub(crate) now: Duration,
+    /// Ticks since `set_now` was last called (`u64::MAX`: never). The
+    /// lease is used only while this is at most 1, so that a driver that
+    /// stopped giving the clock cannot extend a lease with a frozen one.
+    pub(crate) ticks_since_clock: u64,
     /// A node restarted with lease reads on refuses votes for an election
     /// timeout: it may have acknowledged a leader's lease before the crash.
     pub(crate) votes_blocked_ticks: u64,
@@ -129,6 +138,8 @@ impl<S: LogStore> RawNode<S> {
             election_elapsed: 0,
             randomized_election_timeout: 0,
             ticks: 0,
+            now: Duration::ZERO,
+            ticks_since_clock: u64::MAX,
             votes_blocked_ticks,
             msgs: Vec::new(),
             msgs_persisted: Vec::new(),
@@ -149,11 +160,31 @@ impl<S: LogStore> RawNode<S> {
         Ok(node)
     }
 
+    /// Gives the node the time on a monotonic clock: a `Duration` since an
+    /// arbitrary origin that stays the same for the node's life (e.g.
+    /// `Instant::now() - start`; a simulator passes its simulated time).
+    /// Only lease reads use it (see `read.rs` for why); with
+    /// [`Config::lease_read`] off it may be left alone.
+    ///
+    /// With leases on, call it before every input (`tick`, `step`,
+    /// `read_index`...) with a reading taken *after* that input arrived
+    /// (after a request or message was taken from its queue, not before a
+    /// batch of them): the lease is checked against this time, so a reading
+    /// older than the request could let a read through that started after
+    /// the lease ran out. A time earlier than the last one given is ignored
+    /// (the clock never goes back). If it is not called for more than one
+    /// tick, the lease is not used until it is again.
+    pub fn set_now(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        self.ticks_since_clock = 0;
+    }
+
     /// Advances time by one tick: followers and candidates count towards an
     /// election timeout, the leader towards its next heartbeat and its
     /// check-quorum.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        self.ticks_since_clock = self.ticks_since_clock.saturating_add(1);
         self.votes_blocked_ticks = self.votes_blocked_ticks.saturating_sub(1);
         if self.is_leader() {
             self.tick_leader();

@@ -209,6 +209,7 @@ pub async fn run_with_listener(
         pre_vote: config.pre_vote,
         check_quorum: config.check_quorum,
         lease_read: config.lease_read,
+        tick_interval: Duration::from_millis(config.tick_interval_ms),
         applied,
         seed: seed_rng,
         ..raft::Config::new(id)
@@ -302,6 +303,9 @@ pub async fn run_with_listener(
         applied_rx: applied_rx.clone(),
         book: book.clone(),
         tick_interval: tick,
+        clock_origin: std::time::Instant::now(),
+        ticks_done: 0,
+        ticks_caught_up_max: config.election_timeout_ticks_max.saturating_mul(2),
         read_batch: Vec::new(),
         reads: Default::default(),
         next_read_ctx: 0,

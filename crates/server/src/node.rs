@@ -3,7 +3,9 @@
 //!
 //! # The loop
 //!
-//! Each turn waits for one input — a tick (`tokio::time::interval`), a peer
+//! Each turn waits for one input — a tick (`tokio::time::interval` wakes the
+//! loop; the ticks due are counted from a monotonic clock, so a stalled
+//! process catches up on the ticks it missed: [`Node::tick_due`]), a peer
 //! message (bounded channel from the transport), or a request from the gRPC
 //! services (bounded channel) — then drains what else is queued (up to
 //! [`PROPOSALS_PER_BATCH_MAX`] requests), so many proposals land in one
@@ -240,6 +242,13 @@ pub(crate) struct Node {
     pub applied_rx: watch::Receiver<Index>,
     pub book: AddrBook,
     pub tick_interval: Duration,
+    /// The origin of the clock given to the core (`RawNode::set_now`) and
+    /// of the tick count: ticks are counted from elapsed time on it.
+    pub clock_origin: std::time::Instant,
+    /// Ticks given to the core so far.
+    pub ticks_done: u64,
+    /// Most ticks given at once after a stall (see [`Node::tick_due`]).
+    pub ticks_caught_up_max: u64,
     /// Reads queued this turn, sharing one `read_index` call.
     pub read_batch: Vec<oneshot::Sender<Result<Index, Status>>>,
     /// Read batches waiting for their ReadState, by context.
@@ -257,6 +266,8 @@ impl Node {
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
+        // The interval only wakes the loop; how many ticks are due is
+        // counted from the clock (`tick_due`), so a stall is not lost.
         let mut ticker = tokio::time::interval(self.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -265,7 +276,7 @@ impl Node {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                _ = ticker.tick() => self.raw.tick(),
+                _ = ticker.tick() => self.tick_due(),
                 Some(peer) = self.down_rx.recv() => self.leader_down(peer),
                 _ = sleep_until(self.campaign_at) => self.campaign_after_leader_down(),
                 m = self.peer_rx.recv() => {
@@ -309,6 +320,7 @@ impl Node {
 
     /// The transport found `peer` down: if it is our leader, campaign soon.
     fn leader_down(&mut self, peer: u64) {
+        self.clock();
         if !self.raw.report_leader_down(peer) {
             return;
         }
@@ -338,14 +350,52 @@ impl Node {
         let st = self.raw.status();
         // A leader heard from meanwhile (someone else won) stands.
         if st.role == Role::Follower && st.leader.is_none() {
+            self.clock();
             if let Err(e) = self.raw.campaign() {
                 tracing::debug!(node = self.id, error = %e, "no campaign after leader down");
             }
         }
     }
 
+    /// Gives the core the time now on the monotonic clock. Called before
+    /// every input, after the input was taken from its queue (see
+    /// `RawNode::set_now`): the lease is checked against it.
+    fn clock(&mut self) {
+        self.raw.set_now(self.clock_origin.elapsed());
+    }
+
+    /// Gives the core the ticks that elapsed time calls for: one per
+    /// `tick_interval` since `clock_origin`, minus those already given.
+    /// Normally that is one; after the process was stalled (SIGSTOP, a
+    /// paused VM, a starved CPU) it is every tick missed, capped at
+    /// `ticks_caught_up_max` (twice the largest election timeout: enough
+    /// for every timer to run out; the rest is dropped). So a follower
+    /// never counts more ticks than time passed (its vote-refusal window,
+    /// which the leader's lease relies on, lasts at least as long as it
+    /// says), and a node back from a stall acts on the time it lost: a
+    /// follower campaigns (pre-vote first), a leader runs its check-quorum
+    /// and steps down if no majority answered meanwhile.
+    fn tick_due(&mut self) {
+        let elapsed = self.clock_origin.elapsed();
+        let due = (elapsed.as_nanos() / self.tick_interval.as_nanos().max(1)) as u64;
+        let missed = due.saturating_sub(self.ticks_done);
+        self.ticks_done = self.ticks_done.max(due);
+        if missed > 1 {
+            tracing::debug!(
+                node = self.id,
+                ticks = missed,
+                "ticks missed (stall): catching up"
+            );
+        }
+        for _ in 0..missed.min(self.ticks_caught_up_max) {
+            self.clock();
+            self.raw.tick();
+        }
+    }
+
     fn step(&mut self, m: Message) -> Result<(), ServerError> {
         crate::observe::metrics::count_received(self.id, &m);
+        self.clock();
         match self.raw.step(m) {
             Ok(()) => Ok(()),
             Err(raft::Error::Storage(e)) => Err(ServerError::Storage(e.to_string())),
@@ -383,6 +433,7 @@ impl Node {
     }
 
     fn handle_request(&mut self, r: NodeRequest) -> Result<(), ServerError> {
+        self.clock();
         match r {
             NodeRequest::Propose { data, reply } => match self.raw.propose(data) {
                 Ok((index, term)) => self.waiters.insert(
@@ -538,6 +589,8 @@ impl Node {
         }
         self.next_read_ctx += 1;
         let ctx = self.next_read_ctx;
+        // Read after every request of the batch was taken from the queue.
+        self.clock();
         match self.raw.read_index(ctx) {
             Ok(()) => {
                 self.reads.insert(ctx, batch);
