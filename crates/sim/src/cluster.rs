@@ -494,10 +494,14 @@ impl Cluster {
             }
         }
         // The Ready handed out every entry: the store is the core's log.
-        let commit = raw.status().commit;
+        let (commit, term) = {
+            let st = raw.status();
+            (st.commit, st.term)
+        };
         if let Err(v) = check_commit(
             &mut self.inv,
             id,
+            term,
             raw.store(),
             commit,
             &mut n.checked_commit,
@@ -688,6 +692,7 @@ impl Cluster {
             if let Err(v) = check_commit(
                 &mut self.inv,
                 id,
+                st.term,
                 raw.store(),
                 st.commit,
                 &mut n.checked_commit,
@@ -759,6 +764,7 @@ impl Cluster {
 fn check_commit(
     inv: &mut Invariants,
     id: NodeId,
+    term: raft::Term,
     store: &MemStore,
     commit: Index,
     checked: &mut Index,
@@ -767,7 +773,7 @@ fn check_commit(
     while i <= commit {
         match store.entries(i, i + 1, u64::MAX) {
             Ok(v) if !v.is_empty() => {
-                inv.observe_committed(id, i, EntryId::of(&v[0]))?;
+                inv.observe_committed(id, term, i, EntryId::of(&v[0]))?;
                 *checked = i;
             }
             _ => break,
