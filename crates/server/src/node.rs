@@ -377,17 +377,22 @@ impl Node {
     /// and steps down if no majority answered meanwhile.
     fn tick_due(&mut self) {
         let elapsed = self.clock_origin.elapsed();
-        let due = (elapsed.as_nanos() / self.tick_interval.as_nanos().max(1)) as u64;
-        let missed = due.saturating_sub(self.ticks_done);
-        self.ticks_done = self.ticks_done.max(due);
-        if missed > 1 {
+        let (give, done) = ticks_to_give(
+            elapsed,
+            self.tick_interval,
+            self.ticks_done,
+            self.ticks_caught_up_max,
+        );
+        if give > 1 {
             tracing::debug!(
                 node = self.id,
-                ticks = missed,
+                ticks = done - self.ticks_done,
+                given = give,
                 "ticks missed (stall): catching up"
             );
         }
-        for _ in 0..missed.min(self.ticks_caught_up_max) {
+        self.ticks_done = done;
+        for _ in 0..give {
             self.clock();
             self.raw.tick();
         }
@@ -817,6 +822,16 @@ async fn run_blocking<T: Send + 'static>(
 }
 
 /// Sleeps until `at`, or forever if it is `None`.
+/// How many ticks to give the core now, and how many count as given after
+/// that: one per `interval` of `elapsed` time, minus the `done` ones, at
+/// most `cap` at once (the rest are skipped, never owed). Never more than
+/// `elapsed` calls for.
+fn ticks_to_give(elapsed: Duration, interval: Duration, done: u64, cap: u64) -> (u64, u64) {
+    let due = u64::try_from(elapsed.as_nanos() / interval.as_nanos().max(1)).unwrap_or(u64::MAX);
+    let missed = due.saturating_sub(done);
+    (missed.min(cap), done.max(due))
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -835,4 +850,28 @@ fn random_below(max: Duration) -> Duration {
         .build_hasher()
         .finish();
     Duration::from_nanos(r % nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_follow_elapsed_time_and_a_stall_is_caught_up_to_a_cap() {
+        let ms = Duration::from_millis;
+        // Woken on time: one tick.
+        assert_eq!(ticks_to_give(ms(100), ms(50), 1, 40), (1, 2));
+        // Woken early (nothing due yet): none.
+        assert_eq!(ticks_to_give(ms(149), ms(50), 2, 40), (0, 2));
+        // After a 1 s stall: the 20 ticks it missed.
+        assert_eq!(ticks_to_give(ms(1100), ms(50), 2, 40), (20, 22));
+        // After a 10 s stall: at most the cap, and the rest is not owed.
+        assert_eq!(ticks_to_give(ms(10_100), ms(50), 2, 40), (40, 202));
+        assert_eq!(ticks_to_give(ms(10_150), ms(50), 202, 40), (1, 203));
+        // Never more ticks than time passed.
+        for t in 0..2000 {
+            let (give, done) = ticks_to_give(ms(t), ms(50), 0, u64::MAX);
+            assert!(give * 50 <= t && done * 50 <= t, "{t} ms: {give} ticks");
+        }
+    }
 }
