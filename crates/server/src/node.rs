@@ -521,6 +521,9 @@ impl Node {
             ProposeError::InvalidConfChange(s) => {
                 Status::failed_precondition(format!("invalid membership change: {s}"))
             }
+            // The learner must catch up (or be started) first.
+            ProposeError::LearnerBehind(lag) => Status::failed_precondition(lag.to_string()),
+            ProposeError::Removed { id } => removed_status(id),
         }
     }
 
@@ -707,6 +710,14 @@ impl Node {
             Err(e) => Err(ServerError::Raft(e.to_string())),
         }
     }
+}
+
+/// What every client call to a removed node gets.
+pub(crate) fn removed_status(id: u64) -> Status {
+    Status::failed_precondition(format!(
+        "this node was removed from the cluster (id {id}); it serves nothing: stop it, or \
+         wipe its data dir and add it back as a learner"
+    ))
 }
 
 fn storage(e: wal::Error) -> ServerError {
