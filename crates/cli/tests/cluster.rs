@@ -627,6 +627,75 @@ async fn membership_changes_through_the_cli_while_a_client_writes() {
     }
 }
 
+/// Issue 11: `raftkv members promote` accepted a learner that was never
+/// started, and a removed node went on answering as a follower. Now the
+/// promotion fails (exit code 1) with the lag named, and `raftkv status`
+/// shows the removed node as `removed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_a_learner_that_never_started_fails_and_status_shows_a_removed_node() {
+    let cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    // Nothing runs at this address.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let o = cluster.raftkv(&["members", "add-learner", "4", &addr]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    tokio::time::sleep(Duration::from_millis(TICK_MS * (ELECTION_TICKS_MAX + 5))).await;
+    let o = cluster.raftkv(&["members", "promote", "4"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("learner 4 has not caught up")
+            && err.contains("match index is 0")
+            && err.contains("may not be running"),
+        "{err}"
+    );
+    let o = cluster.raftkv(&["members", "--json"]);
+    let voters: Vec<u64> = json(&o)["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|m| m["role"] == "voter")
+                .filter_map(|m| m["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(voters, vec![1, 2, 3]);
+
+    let victim = cluster.nodes[(leader + 1) % 3].id;
+    let o = cluster.raftkv(&["members", "remove", &victim.to_string()]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    let t0 = Instant::now();
+    loop {
+        let o = cluster.raftkv(&["status", "--json"]);
+        let nodes = json(&o)["nodes"].as_array().cloned().unwrap_or_default();
+        let removed = nodes
+            .iter()
+            .any(|n| n["id"].as_u64() == Some(victim) && n["removed"] == true);
+        if removed {
+            let n = nodes.iter().find(|n| n["id"].as_u64() == Some(victim));
+            assert_eq!(n.map(|n| n["role"].clone()), Some("removed".into()));
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{nodes:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let o = cluster.raftkv(&["status"]);
+    let row = stdout(&o)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&victim.to_string()))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(row.contains("removed"), "{}", stdout(&o));
+    // Writes through any endpoint still work: the client skips the
+    // removed node.
+    let o = cluster.raftkv(&["put", "after", "removal"]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_starts_a_cluster_in_one_command_and_stops_it_on_ctrl_c() {
     let base = free_port_run(3, 100);

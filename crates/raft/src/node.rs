@@ -61,6 +61,8 @@ pub struct RawNode<S: LogStore> {
     /// On restart with `applied` below the snapshot: the snapshot the state
     /// machine must restore first.
     pub(crate) startup_snapshot: Option<Snapshot>,
+    /// Removal bookkeeping (see [`crate::membership`], "A removed node").
+    pub(crate) removal: crate::membership::RemovalState,
     prev_soft: SoftState,
     prev_hard: HardState,
     ready_number: u64,
@@ -145,6 +147,7 @@ impl<S: LogStore> RawNode<S> {
             msgs_persisted: Vec::new(),
             read_states: Vec::new(),
             startup_snapshot,
+            removal: Default::default(),
             prev_soft: SoftState {
                 role: Role::Follower,
                 leader: None,
@@ -203,7 +206,12 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// `Error::Storage` if the store fails; the node must then stop.
     pub fn step(&mut self, msg: Message) -> Result<()> {
+        if self.removal.removed {
+            // A removed node takes part in nothing (membership docs).
+            return Ok(());
+        }
         let r = self.step_message(msg);
+        self.update_removed();
         self.debug_check();
         r
     }
@@ -216,6 +224,9 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// A [`ProposeError`] if the proposal is refused; nothing was appended.
     pub fn propose(&mut self, data: Bytes) -> std::result::Result<(Index, Term), ProposeError> {
+        if self.removal.removed {
+            return Err(ProposeError::Removed { id: self.id });
+        }
         let r = self.propose_entry(EntryKind::Normal, data);
         self.debug_check();
         r
@@ -231,6 +242,9 @@ impl<S: LogStore> RawNode<S> {
         &mut self,
         cc: ConfChange,
     ) -> std::result::Result<(Index, Term), ProposeError> {
+        if self.removal.removed {
+            return Err(ProposeError::Removed { id: self.id });
+        }
         let r = self.propose_conf_change_leader(cc);
         self.debug_check();
         r
@@ -246,7 +260,9 @@ impl<S: LogStore> RawNode<S> {
     /// `Error::NoLeader` on a follower that knows no leader,
     /// `Error::TooManyReads` when too many reads wait.
     pub fn read_index(&mut self, ctx: u64) -> Result<()> {
-        let r = if self.is_leader() {
+        let r = if self.removal.removed {
+            Err(Error::Removed(self.id))
+        } else if self.is_leader() {
             self.leader_read(ctx, self.id)
         } else {
             match self.leader {
@@ -439,6 +455,7 @@ impl<S: LogStore> RawNode<S> {
             // majority (durable-ack counting).
             self.leader_maybe_commit()?;
         }
+        self.update_removed();
         self.debug_check();
         Ok(())
     }
@@ -486,7 +503,11 @@ impl<S: LogStore> RawNode<S> {
     pub fn status(&self) -> Status {
         let (progress, transferee) = match &self.role {
             RoleState::Leader(l) => (
-                l.progress.iter().map(|(id, p)| (*id, p.status())).collect(),
+                l.progress
+                    .iter()
+                    .filter(|(id, _)| !l.departing.contains_key(id))
+                    .map(|(id, p)| (*id, p.status()))
+                    .collect(),
                 l.transferee,
             ),
             _ => (Default::default(), None),
@@ -505,6 +526,7 @@ impl<S: LogStore> RawNode<S> {
             committed_conf: self.membership.conf_at(self.log.commit).clone(),
             progress,
             transferee,
+            removed: self.removal.removed,
         }
     }
 
@@ -545,9 +567,10 @@ impl<S: LogStore> RawNode<S> {
         matches!(self.role, RoleState::Leader(_))
     }
 
-    /// Whether this node may become leader: it is a voter.
+    /// Whether this node may become leader: it is a voter (and was not
+    /// removed).
     pub(crate) fn is_promotable(&self) -> bool {
-        self.membership.current().voters.contains(&self.id)
+        self.membership.current().voters.contains(&self.id) && !self.removal.removed
     }
 
     fn soft_state(&self) -> SoftState {
@@ -643,6 +666,7 @@ impl<S: LogStore> RawNode<S> {
         }
         crate::membership::apply(self.membership.current(), &cc)
             .map_err(ProposeError::InvalidConfChange)?;
+        self.check_promotion(&cc)?;
         if cc.context.len() > limits::CONF_CHANGE_CONTEXT_BYTES_MAX {
             return Err(ProposeError::InvalidConfChange(format!(
                 "context of {} bytes exceeds {}",

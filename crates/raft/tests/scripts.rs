@@ -31,6 +31,8 @@
 //! - `crash ID` (loses everything not synced) / `restart ID`.
 //! - `leader-down ID PEER`: the transport of ID reports PEER down
 //!   (`report_leader_down`); prints whether ID took it.
+//! - `refused ID BY`: the transport of ID reports that BY refused it as
+//!   a non-member (`refused_as_non_member`); prints whether ID took it.
 //! - `propose ID DATA`, `read ID CTX`, `transfer FROM TO`,
 //!   `add-learner LEADER ID`, `promote LEADER ID`, `remove LEADER ID`,
 //!   `compact ID` (at the applied index).
@@ -211,6 +213,13 @@ impl goldenscript::Runner for Runner {
                 let taken = c.node(id)?.raw.report_leader_down(peer);
                 let verb = if taken { "takes" } else { "ignores" };
                 writeln!(out, "{id}: {verb} the report that {peer} is down")?;
+            }
+            "refused" => {
+                let id = one(&mut args)?;
+                let by = one(&mut args)?;
+                let taken = c.node(id)?.raw.refused_as_non_member(by);
+                let verb = if taken { "takes" } else { "ignores" };
+                writeln!(out, "{id}: {verb} the refusal by {by}")?;
             }
             "transfer" => {
                 let from = one(&mut args)?;

@@ -57,7 +57,10 @@
 //! - `kv/`: the state machine's Bitcask store, with its applied index;
 //! - `recv/`: snapshot transfers being received (see `spool`; cleared at
 //!   start);
-//! - `peers.toml`: the address book (see `addrbook`).
+//! - `peers.toml`: the address book (see `addrbook`);
+//! - `removed`: present once the node learned it was removed from the
+//!   cluster (one line saying how); the node then stays removed across
+//!   restarts (see `raft::membership`, "A removed node").
 //!
 //! # Shutdown
 //!
@@ -78,6 +81,7 @@ mod addrbook;
 mod apply;
 pub mod config;
 mod descriptor;
+mod durable;
 pub mod error;
 pub mod identity;
 pub mod limits;
@@ -215,7 +219,16 @@ pub async fn run_with_listener(
         ..raft::Config::new(id)
     };
     let synced_hs = wal.hard_state();
-    let raw = raft::RawNode::new(rc, wal).map_err(|e| ServerError::Raft(e.to_string()))?;
+    let mut raw = raft::RawNode::new(rc, wal).map_err(|e| ServerError::Raft(e.to_string()))?;
+    let removed = node::removed_record(&dir)?;
+    if let Some(how) = &removed {
+        raw.mark_removed();
+        crate::observe::metrics::set_removed(id, true);
+        tracing::warn!(node = id, record = %how, file = %dir.join(node::REMOVED_FILE).display(),
+            "this node was removed from the cluster: it takes part in nothing and answers \
+             clients FAILED_PRECONDITION; stop it, or wipe its data dir and add it back as a \
+             learner");
+    }
     {
         let st = raw.status();
         tracing::info!(node = id, addr, term = st.term, commit = st.commit, applied,
@@ -312,6 +325,8 @@ pub async fn run_with_listener(
         role: raft::Role::Follower,
         leader: None,
         synced_term_vote: (synced_hs.term, synced_hs.vote),
+        data_dir: dir.clone(),
+        removal_handled: removed.is_some(),
     };
 
     let merger = tokio::spawn(merger::run(

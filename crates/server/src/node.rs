@@ -205,6 +205,8 @@ pub(crate) struct SoftView {
     /// The configuration as of the commit index: what may be reported as
     /// a membership change's outcome (see [`raft::Status::committed_conf`]).
     pub committed_conf: ConfState,
+    /// This node was removed from the cluster ([`RawNode::is_removed`]).
+    pub removed: bool,
 }
 
 impl Default for SoftView {
@@ -218,6 +220,7 @@ impl Default for SoftView {
             snapshot_index: 0,
             conf: ConfState::default(),
             committed_conf: ConfState::default(),
+            removed: false,
         }
     }
 }
@@ -258,7 +261,16 @@ pub(crate) struct Node {
     pub leader: Option<u64>,
     /// The term and vote of the last hard state known durable.
     pub synced_term_vote: (Term, Option<u64>),
+    /// Where the node records that it was removed (see [`REMOVED_FILE`]).
+    pub data_dir: std::path::PathBuf,
+    /// The removal was logged, recorded and answered.
+    pub removal_handled: bool,
 }
+
+/// The file in the data dir that records that the node was removed from
+/// the cluster (one line saying how it learned it); a restart reads it and
+/// stays removed.
+pub(crate) const REMOVED_FILE: &str = "removed";
 
 impl Node {
     /// Drives the node until `shutdown` resolves or a fatal error.
@@ -305,6 +317,7 @@ impl Node {
                 let rd = self.raw.ready();
                 self.handle_ready(rd).await?;
             }
+            self.check_removed("its log holds a committed configuration without it");
             self.publish();
         }
         // Graceful stop: make everything written durable.
@@ -398,6 +411,57 @@ impl Node {
         }
     }
 
+    /// The transport reports that member `by` refused our messages because
+    /// we are not a member of its configuration (`PeerEvent::RefusedUs`
+    /// with reason `not-member`). The core takes it only from a voter of
+    /// our configuration, and only when that configuration is not empty
+    /// ([`RawNode::refused_as_non_member`]); then this node is removed.
+    // Called for `PeerEvent::RefusedUs { reason: not-member }` once the
+    // transport reports refusals (issue 11, the peers part); tested below.
+    #[allow(dead_code)]
+    pub(crate) fn refused_as_non_member(&mut self, by: u64) {
+        if self.raw.refused_as_non_member(by) {
+            self.check_removed(&format!("node {by} refused it as a non-member"));
+        } else {
+            tracing::debug!(node = self.id, by, "refusal as a non-member ignored");
+        }
+    }
+
+    /// Once the core says this node was removed: log it, record it in the
+    /// data dir, answer everything waiting.
+    fn check_removed(&mut self, how: &str) {
+        if self.removal_handled || !self.raw.is_removed() {
+            return;
+        }
+        self.removal_handled = true;
+        crate::observe::metrics::set_removed(self.id, true);
+        tracing::warn!(
+            node = self.id,
+            how,
+            "this node was removed from the cluster: it takes part in nothing from now \
+             on and answers clients FAILED_PRECONDITION; stop it, or wipe its data dir and \
+             add it back as a learner"
+        );
+        let path = self.data_dir.join(REMOVED_FILE);
+        let line = format!("node {} was removed from the cluster: {how}\n", self.id);
+        if let Err(e) = crate::durable::write(&path, line.as_bytes()) {
+            tracing::error!(node = self.id, path = %path.display(), error = %e,
+                "could not record the removal; after a restart the node may not know it");
+        }
+        // Committed entries still apply and answer their waiters; the
+        // others (a removed leader's, already failed when it stepped down)
+        // may or may not apply.
+        let commit = self.raw.status().commit;
+        self.waiters.fail_above(
+            commit,
+            &unavailable(
+                "this node was removed before the entry committed; it may or may not apply: \
+                 retry elsewhere with the same client id and seq",
+            ),
+        );
+        self.fail_reads(&removed_status(self.id));
+    }
+
     fn step(&mut self, m: Message) -> Result<(), ServerError> {
         crate::observe::metrics::count_received(self.id, &m);
         self.clock();
@@ -423,6 +487,7 @@ impl Node {
                 snapshot_index: st.snapshot_index,
                 conf: st.conf.clone(),
                 committed_conf: st.committed_conf.clone(),
+                removed: st.removed,
             };
             let changed = v.role != new.role
                 || v.leader != new.leader
@@ -431,7 +496,8 @@ impl Node {
                 || v.last_index != new.last_index
                 || v.snapshot_index != new.snapshot_index
                 || v.conf != new.conf
-                || v.committed_conf != new.committed_conf;
+                || v.committed_conf != new.committed_conf
+                || v.removed != new.removed;
             *v = new;
             changed
         });
@@ -482,6 +548,7 @@ impl Node {
             NodeRequest::Read { reply } => self.read_batch.push(reply),
             NodeRequest::TransferLeader { to, reply } => {
                 let r = match self.raw.transfer_leader(to) {
+                    _ if self.raw.is_removed() => Err(removed_status(self.id)),
                     Ok(()) => {
                         tracing::info!(node = self.id, to, "leadership transfer started");
                         Ok(())
@@ -577,6 +644,9 @@ impl Node {
             ProposeError::InvalidConfChange(s) => {
                 Status::failed_precondition(format!("invalid membership change: {s}"))
             }
+            // The learner must catch up (or be started) first.
+            ProposeError::LearnerBehind(lag) => Status::failed_precondition(lag.to_string()),
+            ProposeError::Removed { id } => removed_status(id),
         }
     }
 
@@ -585,6 +655,13 @@ impl Node {
             return;
         }
         let batch = std::mem::take(&mut self.read_batch);
+        if self.raw.is_removed() {
+            let st = removed_status(self.id);
+            for tx in batch {
+                let _ = tx.send(Err(st.clone()));
+            }
+            return;
+        }
         if self.raw.status().role != Role::Leader {
             let st = self.hint(self.leader);
             for tx in batch {
@@ -767,6 +844,29 @@ impl Node {
     }
 }
 
+/// What every client call to a removed node gets.
+pub(crate) fn removed_status(id: u64) -> Status {
+    let mut st = Status::failed_precondition(format!(
+        "this node was removed from the cluster (id {id}); it serves nothing: ask another \
+         node; stop this one, or wipe its data dir and add it back as a learner"
+    ));
+    st.metadata_mut().insert(
+        proto::kv::ERROR_METADATA,
+        tonic::metadata::MetadataValue::from_static(proto::kv::NODE_REMOVED),
+    );
+    st
+}
+
+/// Whether the data dir records that this node was removed, and how.
+pub(crate) fn removed_record(dir: &std::path::Path) -> Result<Option<String>, ServerError> {
+    let path = dir.join(REMOVED_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ServerError::io(&path, e)),
+    }
+}
+
 fn storage(e: wal::Error) -> ServerError {
     ServerError::Storage(e.to_string())
 }
@@ -873,5 +973,101 @@ mod tests {
             let (give, done) = ticks_to_give(ms(t), ms(50), 0, u64::MAX);
             assert!(give * 50 <= t && done * 50 <= t, "{t} ms: {give} ticks");
         }
+    }
+
+    /// The driver of node 3 of {1,2,3} on a fresh data dir, with nothing
+    /// around it (its transport never connects: nothing is sent here).
+    fn driver(dir: &std::path::Path) -> Node {
+        for sub in ["wal", "kv"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let wal = open_wal(&dir.join("wal"), Some(vec![1, 2, 3])).unwrap();
+        let raw = RawNode::new(raft::Config::new(3), wal).unwrap();
+        let peers = (1..=3)
+            .map(|i| (i, format!("127.0.0.1:{}", 1000 + i)))
+            .collect();
+        let book = AddrBook::open(dir, &peers).unwrap();
+        let engine = bitcask::Bitcask::open(dir.join("kv"), Default::default()).unwrap();
+        let sm = kv::StateMachine::open(Arc::new(engine)).unwrap();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let (down_tx, down_rx) = mpsc::channel(4);
+        let (_node_tx, requests) = mpsc::channel(4);
+        let (_peer_tx, peer_rx) = mpsc::channel(4);
+        let (apply_tx, _apply_rx) = mpsc::channel(4);
+        let (soft_tx, _) = watch::channel(SoftView::default());
+        let (_applied_tx, applied_rx) = watch::channel(0);
+        Node {
+            id: 3,
+            raw,
+            requests,
+            peer_rx,
+            down_rx,
+            campaign_at: None,
+            leader_down_spacing: Duration::from_millis(10),
+            transport: Transport::new(3, book.clone(), sm.reader(), stop_rx, down_tx),
+            apply_tx,
+            waiters: Arc::new(Waiters::default()),
+            soft_tx,
+            applied_rx,
+            book,
+            tick_interval: Duration::from_millis(10),
+            clock_origin: std::time::Instant::now(),
+            ticks_done: 0,
+            ticks_caught_up_max: 100,
+            read_batch: Vec::new(),
+            reads: BTreeMap::new(),
+            next_read_ctx: 0,
+            role: Role::Follower,
+            leader: None,
+            synced_term_vote: (0, None),
+            data_dir: dir.to_path_buf(),
+            removal_handled: false,
+        }
+    }
+
+    #[test]
+    fn a_refusal_by_a_voter_removes_the_node_and_it_answers_failed_precondition() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = driver(dir.path());
+        // Not a voter of our configuration: ignored.
+        node.refused_as_non_member(4);
+        assert!(!node.raw.is_removed());
+        assert_eq!(removed_record(dir.path()).unwrap(), None);
+
+        node.refused_as_non_member(1);
+        assert!(node.raw.is_removed());
+        node.publish();
+        assert!(node.soft_tx.borrow().removed);
+        let record = removed_record(dir.path()).unwrap().unwrap();
+        assert!(record.contains("node 1 refused it"), "{record}");
+
+        // Client requests get FAILED_PRECONDITION naming the removal.
+        let (tx, mut rx) = oneshot::channel();
+        node.handle_request(NodeRequest::Propose {
+            data: Bytes::from_static(b"x"),
+            reply: tx,
+        })
+        .unwrap();
+        let st = rx.try_recv().unwrap().unwrap_err();
+        assert_eq!(st.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            st.message()
+                .contains("this node was removed from the cluster (id 3)"),
+            "{}",
+            st.message()
+        );
+        let (tx, mut rx) = oneshot::channel();
+        node.handle_request(NodeRequest::Read { reply: tx })
+            .unwrap();
+        node.flush_reads();
+        let st = rx.try_recv().unwrap().unwrap_err();
+        assert_eq!(st.code(), tonic::Code::FailedPrecondition);
+
+        // It never campaigns, however long it waits.
+        for _ in 0..1000 {
+            node.raw.tick();
+        }
+        assert_eq!(node.raw.status().role, Role::Follower);
+        assert!(!node.raw.has_ready());
     }
 }

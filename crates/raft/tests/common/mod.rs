@@ -402,7 +402,7 @@ impl Cluster {
         let leader = s.leader.map_or("none".to_string(), |l| l.to_string());
         writeln!(
             out,
-            "{id}: {} term={} leader={leader} commit={} applied={} last={} snap={} voters={} learners={}{}",
+            "{id}: {} term={} leader={leader} commit={} applied={} last={} snap={} voters={} learners={}{}{}",
             s.role,
             s.term,
             s.commit,
@@ -411,6 +411,7 @@ impl Cluster {
             s.snapshot_index,
             ids(&s.conf.voters),
             ids(&s.conf.learners),
+            if s.removed { " removed" } else { "" },
             if node.down { " (down)" } else { "" },
         )
         .unwrap();
