@@ -22,21 +22,28 @@ impl<S: LogStore> RawNode<S> {
                     return Ok(());
                 }
                 self.heard_from_leader(m.from);
-                self.handle_append_entries(m.from, prev_index, prev_term, &entries, commit)
+                self.handle_append_entries(m.from, prev_index, prev_term, &entries, commit)?;
+                self.maybe_end_recovery()
             }
             MessageBody::Heartbeat { commit, round } => {
                 self.heard_from_leader(m.from);
                 // The leader sends a commit index our log is known to match.
-                self.log.commit_to(commit.min(self.log.last_index()));
+                // Not when we lost data: the leader's idea of our match may
+                // predate the loss, so only AppendEntries (which checks the
+                // logs match) moves a recovering node's commit index.
+                if self.recovering.is_none() {
+                    self.log.commit_to(commit.min(self.log.last_index()));
+                }
                 self.send(m.from, MessageBody::HeartbeatResponse { round });
-                Ok(())
+                self.maybe_end_recovery()
             }
             MessageBody::InstallSnapshot { snapshot } => {
                 if snapshot.meta.term > m.term || snapshot.meta.conf.voters.is_empty() {
                     return Ok(());
                 }
                 self.heard_from_leader(m.from);
-                self.handle_install_snapshot(m.from, snapshot)
+                self.handle_install_snapshot(m.from, snapshot)?;
+                self.maybe_end_recovery()
             }
             MessageBody::TimeoutNow => {
                 // Leadership transfer: campaign at once, skipping pre-vote;

@@ -51,3 +51,8 @@ pub const READS_ROUNDS_REMEMBERED_MAX: usize = 64;
 
 /// Largest election timeout, in ticks.
 pub const ELECTION_TIMEOUT_TICKS_MAX: u64 = 1_000_000;
+
+/// Most follower-loss reports (see `RawNode::take_follower_losses`) kept
+/// until the caller takes them; later ones are dropped (the caller counts
+/// and logs them, rate-limited anyway).
+pub const FOLLOWER_LOSSES_MAX: usize = 64;
