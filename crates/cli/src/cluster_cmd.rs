@@ -73,7 +73,11 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
             Ok(s) => rows.push(vec![
                 s.id.to_string(),
                 n.addr.clone(),
-                role_name(s.role).to_string(),
+                if s.recovering {
+                    format!("{} (recovering)", role_name(s.role))
+                } else {
+                    role_name(s.role).to_string()
+                },
                 s.term.to_string(),
                 if s.leader_id == 0 {
                     "-".to_string()
@@ -84,12 +88,16 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
                 s.applied_index.to_string(),
                 s.last_log_index.to_string(),
                 s.snapshot_index.to_string(),
+                format!("{:016x}", s.cluster_id),
+                format!("{:016x}", s.incarnation),
             ]),
             Err(e) => {
                 rows.push(vec![
                     "?".into(),
                     n.addr.clone(),
                     "down".into(),
+                    "-".into(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -104,7 +112,19 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     println!(
         "{}",
         table(
-            &["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAPSHOT"],
+            &[
+                "ID",
+                "ADDRESS",
+                "ROLE",
+                "TERM",
+                "LEADER",
+                "COMMIT",
+                "APPLIED",
+                "LAST",
+                "SNAPSHOT",
+                "CLUSTER",
+                "INCARNATION"
+            ],
             &rows
         )
     );

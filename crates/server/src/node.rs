@@ -203,6 +203,8 @@ pub(crate) struct SoftView {
     /// The configuration as of the commit index: what may be reported as
     /// a membership change's outcome (see [`raft::Status::committed_conf`]).
     pub committed_conf: ConfState,
+    /// Recovering lost data (see `raft::RawNode::is_recovering`).
+    pub recovering: bool,
 }
 
 impl Default for SoftView {
@@ -216,6 +218,7 @@ impl Default for SoftView {
             snapshot_index: 0,
             conf: ConfState::default(),
             committed_conf: ConfState::default(),
+            recovering: false,
         }
     }
 }
@@ -249,6 +252,12 @@ pub(crate) struct Node {
     pub leader: Option<u64>,
     /// The term and vote of the last hard state known durable.
     pub synced_term_vote: (Term, Option<u64>),
+    pub data_dir: std::path::PathBuf,
+    /// `<data_dir>/recovering.toml` exists: removed once the core is no
+    /// longer recovering (see `startup`).
+    pub recovering_marked: bool,
+    /// When a follower's lost data was last logged, by follower.
+    pub loss_logged: BTreeMap<u64, tokio::time::Instant>,
 }
 
 impl Node {
@@ -358,6 +367,8 @@ impl Node {
 
     fn publish(&mut self) {
         let st = self.raw.status();
+        self.after_recovery(st.recovering, st.commit);
+        self.report_follower_losses();
         self.soft_tx.send_if_modified(|v| {
             let new = SoftView {
                 role: st.role,
@@ -368,6 +379,7 @@ impl Node {
                 snapshot_index: st.snapshot_index,
                 conf: st.conf.clone(),
                 committed_conf: st.committed_conf.clone(),
+                recovering: st.recovering,
             };
             let changed = v.role != new.role
                 || v.leader != new.leader
@@ -376,10 +388,65 @@ impl Node {
                 || v.last_index != new.last_index
                 || v.snapshot_index != new.snapshot_index
                 || v.conf != new.conf
-                || v.committed_conf != new.committed_conf;
+                || v.committed_conf != new.committed_conf
+                || v.recovering != new.recovering;
             *v = new;
             changed
         });
+    }
+
+    /// Once the core is no longer recovering (and the Readies that caught
+    /// it up are durable: this runs after them), the marker goes.
+    fn after_recovery(&mut self, recovering: bool, commit: Index) {
+        if !self.recovering_marked || recovering {
+            return;
+        }
+        match crate::startup::LostData::clear(&self.data_dir) {
+            Ok(()) => {
+                self.recovering_marked = false;
+                tracing::info!(
+                    node = self.id,
+                    commit,
+                    "caught up with the leader: no longer recovering (votes and campaigns again)"
+                );
+            }
+            Err(e) => tracing::warn!(node = self.id, error = %e,
+                "cannot remove the recovering marker; retrying"),
+        }
+    }
+
+    /// Logs (rate-limited, per follower) and counts the followers the
+    /// core found to have lost data.
+    fn report_follower_losses(&mut self) {
+        let every = Duration::from_millis(crate::limits::FOLLOWER_LOSS_LOG_INTERVAL_MS);
+        for loss in self.raw.take_follower_losses() {
+            crate::observe::metrics::follower_lost_data(self.id, loss.id);
+            let now = tokio::time::Instant::now();
+            let due = self
+                .loss_logged
+                .get(&loss.id)
+                .is_none_or(|t| now.duration_since(*t) >= every);
+            if due {
+                self.loss_logged.insert(loss.id, now);
+                let what = if loss.follower_next == 0 {
+                    "holds no log at all (an empty data dir)".to_string()
+                } else {
+                    format!("its log ends before index {}", loss.follower_next)
+                };
+                tracing::error!(
+                    node = self.id,
+                    follower = loss.id,
+                    term = loss.term,
+                    match_index = loss.match_index,
+                    rejected = loss.rejected,
+                    "follower {} lost data it had acknowledged up to index {}: {what}; \
+                     repairing it from the leader's log or a snapshot (it does not count \
+                     for commit until it acknowledges again)",
+                    loss.id,
+                    loss.match_index
+                );
+            }
+        }
     }
 
     fn handle_request(&mut self, r: NodeRequest) -> Result<(), ServerError> {
@@ -715,30 +782,38 @@ fn storage(e: wal::Error) -> ServerError {
 
 /// Opens the WAL and, on a first start of a bootstrapping node, records the
 /// initial configuration as a snapshot at index 0.
-pub(crate) fn open_wal(
-    dir: &std::path::Path,
-    voters: Option<Vec<u64>>,
-) -> Result<Wal, ServerError> {
-    let (mut wal, report) = Wal::open(dir, wal::Options::default()).map_err(storage)?;
-    tracing::info!(dir = %dir.display(), report = %report, "WAL opened");
+pub(crate) fn open_wal(dir: &std::path::Path) -> Result<(Wal, wal::RecoveryReport), ServerError> {
+    let (wal, report) = Wal::open(dir, wal::Options::default()).map_err(storage)?;
+    Ok((wal, report))
+}
+
+/// Writes a new cluster's initial configuration (`voters`) into the empty
+/// WAL in `dir`, as the snapshot at index 0. See `startup::open_identity`.
+///
+/// # Errors
+/// A WAL that cannot be opened or written, or one that is not empty.
+pub(crate) fn bootstrap_wal(dir: &std::path::Path, voters: Vec<u64>) -> Result<(), ServerError> {
+    let (mut wal, _) = open_wal(dir)?;
     let fresh = LogStore::last_index(&wal) == 0
         && wal.hard_state().term == 0
         && wal.snapshot_meta().conf == ConfState::default();
-    if fresh {
-        if let Some(voters) = voters {
-            tracing::info!(?voters, "bootstrapping a new cluster");
-            wal.install_snapshot(raft::Snapshot {
-                meta: raft::SnapshotMeta {
-                    index: 0,
-                    term: 0,
-                    conf: ConfState::with_voters(voters),
-                },
-                data: Bytes::new(),
-            })
-            .map_err(storage)?;
-        }
+    if !fresh {
+        return Err(ServerError::Storage(format!(
+            "{}: cannot bootstrap a WAL that is not empty",
+            dir.display()
+        )));
     }
-    Ok(wal)
+    wal.install_snapshot(raft::Snapshot {
+        meta: raft::SnapshotMeta {
+            index: 0,
+            term: 0,
+            conf: ConfState::with_voters(voters),
+        },
+        data: Bytes::new(),
+    })
+    .map_err(storage)?;
+    wal.sync().map_err(storage)?;
+    Ok(())
 }
 
 /// Runs `f`, which blocks (the WAL's fsync), without holding up other

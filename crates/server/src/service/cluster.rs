@@ -140,6 +140,9 @@ impl pb::cluster_server::Cluster for ClusterService {
             last_log_index: st.last_index,
             snapshot_index: st.snapshot_index,
             members: self.members(&st.conf),
+            cluster_id: self.handle.identity.cluster_id,
+            incarnation: self.handle.identity.incarnation,
+            recovering: st.recovering,
         }))
     }
 
