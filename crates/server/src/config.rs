@@ -585,4 +585,26 @@ mod tests {
         assert!(h.take_drop_write_reply());
         assert!(!h.take_drop_write_reply());
     }
+
+    #[test]
+    fn bootstrap_and_join_together_and_bad_cluster_ids_are_refused() {
+        let e = Config::from_toml_str("join = true\nbootstrap = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bootstrap") && e.contains("join"), "{e}");
+        for bad in ["\"xyz\"", "\"0000000000000000\"", "\"12\""] {
+            let e = Config::from_toml_str(&format!("cluster_id = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cluster_id"), "{e}");
+        }
+        let c =
+            Config::from_toml_str("cluster_id = \"00000000000000aB\"\nbootstrap = true\n").unwrap();
+        assert_eq!(c.expected_cluster_id().unwrap(), Some(0xab));
+        assert!(Config::from_toml_str("cluster_token = \"\"\n").is_err());
+        assert!(
+            !Config::default().bootstrap,
+            "an empty data dir joins by default"
+        );
+    }
 }

@@ -226,7 +226,8 @@ pub async fn run_with_listener(
     let addr = config.advertise_addr();
     let dir = config.data_dir.clone();
     create_dir(&dir)?;
-    let identity = open_identity(&config, &dir).await?;
+    let opened = open_identity(&config, &dir).await?;
+    let identity = opened.identity;
     create_dir(&dir.join("wal"))?;
     create_dir(&dir.join("kv"))?;
     let recv_dir = dir.join("recv");
@@ -254,7 +255,7 @@ pub async fn run_with_listener(
             dir.join("kv").display()
         )));
     }
-    let (wal, report) = node::open_wal(&dir.join("wal"))?;
+    let (wal, report) = node::open_wal(&dir.join("wal"), opened.bootstrap)?;
     let lost = lost_data(&dir, id, &wal, &report, sm.applied_index())?;
     let applied = sm.applied_index().min(raft::LogStore::last_index(&wal));
     let seed_rng = std::time::SystemTime::now()

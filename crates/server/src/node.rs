@@ -782,38 +782,28 @@ fn storage(e: wal::Error) -> ServerError {
 
 /// Opens the WAL and, on a first start of a bootstrapping node, records the
 /// initial configuration as a snapshot at index 0.
-pub(crate) fn open_wal(dir: &std::path::Path) -> Result<(Wal, wal::RecoveryReport), ServerError> {
-    let (wal, report) = Wal::open(dir, wal::Options::default()).map_err(storage)?;
-    Ok((wal, report))
-}
-
-/// Writes a new cluster's initial configuration (`voters`) into the empty
-/// WAL in `dir`, as the snapshot at index 0. See `startup::open_identity`.
-///
-/// # Errors
-/// A WAL that cannot be opened or written, or one that is not empty.
-pub(crate) fn bootstrap_wal(dir: &std::path::Path, voters: Vec<u64>) -> Result<(), ServerError> {
-    let (mut wal, _) = open_wal(dir)?;
+/// Opens the WAL in `dir`; with `voters`, a fresh WAL gets a new cluster's
+/// initial configuration (the snapshot at index 0).
+pub(crate) fn open_wal(
+    dir: &std::path::Path,
+    voters: Option<Vec<u64>>,
+) -> Result<(Wal, wal::RecoveryReport), ServerError> {
+    let (mut wal, report) = Wal::open(dir, wal::Options::default()).map_err(storage)?;
     let fresh = LogStore::last_index(&wal) == 0
         && wal.hard_state().term == 0
         && wal.snapshot_meta().conf == ConfState::default();
-    if !fresh {
-        return Err(ServerError::Storage(format!(
-            "{}: cannot bootstrap a WAL that is not empty",
-            dir.display()
-        )));
+    if let (true, Some(voters)) = (fresh, voters) {
+        wal.install_snapshot(raft::Snapshot {
+            meta: raft::SnapshotMeta {
+                index: 0,
+                term: 0,
+                conf: ConfState::with_voters(voters),
+            },
+            data: Bytes::new(),
+        })
+        .map_err(storage)?;
     }
-    wal.install_snapshot(raft::Snapshot {
-        meta: raft::SnapshotMeta {
-            index: 0,
-            term: 0,
-            conf: ConfState::with_voters(voters),
-        },
-        data: Bytes::new(),
-    })
-    .map_err(storage)?;
-    wal.sync().map_err(storage)?;
-    Ok(())
+    Ok((wal, report))
 }
 
 /// Runs `f`, which blocks (the WAL's fsync), without holding up other

@@ -14,9 +14,9 @@
 //! - An empty data dir with `bootstrap`: the node asks every peer
 //!   (`Raft.Probe`) and refuses if one already holds a cluster with a log
 //!   (then this node's data dir was lost, and bootstrapping would make it a
-//!   voter that forgot what it acknowledged); else it writes the initial
-//!   configuration into the WAL, then the identity with the derived
-//!   cluster id. Unreachable peers do not stop it: the nodes of a new
+//!   voter that forgot what it acknowledged); else it writes the identity
+//!   with the derived cluster id, and the initial configuration goes into
+//!   the WAL when it is opened ([`Opened::bootstrap`]). Unreachable peers do not stop it: the nodes of a new
 //!   cluster start in any order.
 //! - An empty data dir without `bootstrap`: it joins, with cluster id 0.
 //!
@@ -24,7 +24,8 @@
 //!
 //! At startup the node compares what its parts remember: a log that ends
 //! before the hard state's commit index, or a state machine that applied
-//! entries beyond the log's end, means the log lost committed entries; a
+//! entries beyond the log's end while opening the WAL cut records off it,
+//! means the log lost committed entries; a
 //! state machine behind the log's snapshot means the state machine lost
 //! its data (it is the snapshot's data: the node refuses to start, naming
 //! the fix). A node that joins with an empty data dir is in the first
@@ -63,14 +64,37 @@ fn has_data(dir: &Path) -> bool {
     })
 }
 
-/// Loads, checks or creates this node's identity; on an empty data dir with
-/// `bootstrap`, also bootstraps the cluster's initial configuration. See
-/// the module docs.
+/// What [`open_identity`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// This node's identity (written to the data dir).
+    pub identity: Identity,
+    /// `Some(voters)`: a new data dir that bootstraps a cluster of these
+    /// voters; the caller writes the initial configuration into the (empty)
+    /// WAL when it opens it. The identity is written first: a crash in
+    /// between leaves a node that joins (an initial voter of the others'
+    /// configuration, caught up by their leader).
+    pub bootstrap: Option<Vec<u64>>,
+}
+
+/// Loads, checks or creates this node's identity, and decides whether it
+/// bootstraps a cluster. See the module docs.
 ///
 /// # Errors
 /// [`ServerError::Identity`] for a mismatched or unreadable identity, or a
-/// refused bootstrap; I/O and WAL errors.
-pub async fn open_identity(config: &Config, dir: &Path) -> Result<Identity, ServerError> {
+/// refused bootstrap; I/O errors.
+pub async fn open_identity(config: &Config, dir: &Path) -> Result<Opened, ServerError> {
+    let (identity, bootstrap) = open_inner(config, dir).await?;
+    Ok(Opened {
+        identity,
+        bootstrap,
+    })
+}
+
+async fn open_inner(
+    config: &Config,
+    dir: &Path,
+) -> Result<(Identity, Option<Vec<u64>>), ServerError> {
     let expected = config.expected_cluster_id()?;
     if let Some(id) = Identity::load(dir)? {
         if id.node_id != config.id {
@@ -103,7 +127,7 @@ pub async fn open_identity(config: &Config, dir: &Path) -> Result<Identity, Serv
                 "the data dir exists: bootstrap is ignored"
             );
         }
-        return Ok(id);
+        return Ok((id, None));
     }
     std::fs::create_dir_all(dir).map_err(|e| ServerError::io(dir, e))?;
     if has_data(dir) {
@@ -115,7 +139,7 @@ pub async fn open_identity(config: &Config, dir: &Path) -> Result<Identity, Serv
             "this data dir predates node identities: wrote {} (cluster id learned from peers later)",
             Identity::path(dir).display()
         );
-        return Ok(id);
+        return Ok((id, None));
     }
     if !config.bootstrap {
         let id = Identity::create(dir, config.id, 0)?;
@@ -124,7 +148,7 @@ pub async fn open_identity(config: &Config, dir: &Path) -> Result<Identity, Serv
             incarnation = %hex(id.incarnation),
             "new data dir without --bootstrap: joining; waiting for a leader to add this node"
         );
-        return Ok(id);
+        return Ok((id, None));
     }
     let voters = config.initial_voter_map();
     let cluster_id = Identity::cluster_id_for(&config.cluster_token, &voters);
@@ -143,18 +167,15 @@ pub async fn open_identity(config: &Config, dir: &Path) -> Result<Identity, Serv
         }
     }
     probe_before_bootstrap(config, dir).await?;
-    let wal_dir = dir.join("wal");
-    std::fs::create_dir_all(&wal_dir).map_err(|e| ServerError::io(&wal_dir, e))?;
-    crate::node::bootstrap_wal(&wal_dir, voters.keys().copied().collect())?;
     let id = Identity::create(dir, config.id, cluster_id)?;
     tracing::info!(
         node = config.id,
         cluster_id = %hex(cluster_id),
         incarnation = %hex(id.incarnation),
         voters = ?voters.keys().collect::<Vec<_>>(),
-        "bootstrapped a new cluster"
+        "bootstrapping a new cluster"
     );
-    Ok(id)
+    Ok((id, Some(voters.keys().copied().collect())))
 }
 
 /// Asks every peer what it holds; refuses the bootstrap if one has a
@@ -305,6 +326,10 @@ pub struct Remembered {
 /// nothing lost. A state machine behind the snapshot is an error: the node
 /// cannot serve, and must be wiped and rejoin.
 ///
+/// Not detected: a WAL that lost whole segment files at its end without a
+/// cut record, and whose hard state went with them (the state machine
+/// being ahead is then taken for a restored snapshot image).
+///
 /// # Errors
 /// [`ServerError::StateMachine`] naming the indexes and the fix.
 pub fn check_lost_data(r: &Remembered, dir: &Path) -> Result<Option<LostData>, ServerError> {
@@ -331,7 +356,12 @@ pub fn check_lost_data(r: &Remembered, dir: &Path) -> Result<Option<LostData>, S
         ));
         floor = floor.max(r.hard_commit);
     }
-    if r.applied > r.last_index {
+    // A state machine ahead of the log is normal right after a snapshot
+    // from the leader was restored (the image is at or past the
+    // snapshot's index; the entries in between come again). Only when
+    // opening the WAL cut records off does it say the log lost entries
+    // that were applied, so committed and acknowledged.
+    if r.applied > r.last_index && r.wal_cut {
         found.push(format!(
             "the state machine applied up to index {} but the log ends at index {}: \
              entries {}..={} are lost from the log",
@@ -402,10 +432,17 @@ mod tests {
             hard_commit: 5,
             last_index: 6,
             applied: 9,
+            wal_cut: true,
             ..rem()
         };
         let l = check_lost_data(&r, d.path()).unwrap().unwrap();
         assert_eq!(l.floor, 9);
+        // Without a cut: a restored snapshot image ahead of the log.
+        let r = Remembered {
+            wal_cut: false,
+            ..r
+        };
+        assert_eq!(check_lost_data(&r, d.path()).unwrap(), None);
     }
 
     #[test]
