@@ -31,6 +31,15 @@
 //! committed entry. All of them run with every fault enabled; seeds take
 //! the four in turn.
 //!
+//! Disk faults (all but `figure8`): a crash sometimes damages the node's
+//! disk too: either the disk is replaced (the node restarts with an empty
+//! store under the same id, as a joining node: recovering) or its log loses
+//! its tail below the commit index (it finds that itself and recovers). At
+//! most one node at a time has lost data and is not repaired yet, so a
+//! majority always holds every committed entry. The `lost-data-undetected`
+//! sabotage restarts such nodes as if nothing was lost, to show the checks
+//! catch the elections that lose committed entries then.
+//!
 //! The checks themselves are tested: [`invariants`] has unit tests that
 //! feed each checker a known-unsafe state, and two [`Sabotage`] modes break
 //! the simulator on purpose (reads answered locally without ReadIndex;
@@ -149,6 +158,11 @@ pub enum Sabotage {
     /// table cannot recognise the retry: appends applied twice, which the
     /// exactly-once check (and lincheck) must catch.
     RetryWithNewSeq,
+    /// A node whose disk was wiped or whose log was cut restarts without
+    /// knowing it lost data (not recovering; a cut log's hard state is cut
+    /// with it), so it votes at once: committed entries can be lost, which
+    /// the checks must catch.
+    LostDataUndetected,
 }
 
 /// How to run.
@@ -202,6 +216,11 @@ pub struct FaultStats {
     /// Leader-down reports a follower took (`RawNode::report_leader_down`),
     /// after a crash or wrongly, about a live leader.
     pub down_reports: u64,
+    /// Crashed nodes whose disk was replaced: restarted empty, as a
+    /// joining node under the same id.
+    pub disks_wiped: u64,
+    /// Crashed nodes whose log lost its tail below the commit index.
+    pub logs_truncated: u64,
 }
 
 /// What a run found.
@@ -321,6 +340,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         heal_at: None,
         next_id: n + 1,
         killer: None,
+        disk_fault_per_mille: 0,
     };
     if scenario == Scenario::Figure8 {
         // Drawn after the common draws, so the other scenarios' runs do
@@ -334,6 +354,12 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         plan.down_max = 2;
         plan.killer = Some(figure8::LeaderKiller::default());
     }
+    // Drawn last, so the earlier draws of every run stay as they were.
+    plan.disk_fault_per_mille = if scenario == Scenario::Figure8 {
+        0
+    } else {
+        rng.range(100, 400)
+    };
     let voters: Vec<NodeId> = (1..=n).collect();
     let mut report = Report::empty(seed, opts);
     let mut cluster = match Cluster::new(
@@ -356,6 +382,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     };
     cluster.trace_messages = opts.trace_messages;
     cluster.local_reads = opts.sabotage == Some(Sabotage::LocalReads);
+    cluster.lost_data_undetected = opts.sabotage == Some(Sabotage::LostDataUndetected);
     cluster.core_invariants = opts.core_invariants;
     for i in 0..opts.clients.min(limits::CLIENTS_MAX) {
         let mut client = Client::new(i, rng.fork(), timing.clone());

@@ -46,7 +46,7 @@ struct Args {
     #[arg(long)]
     trace_messages: bool,
     /// Break the simulator on purpose to see the checks fire:
-    /// local-reads or retry-new-seq.
+    /// local-reads, retry-new-seq or lost-data-undetected.
     #[arg(long)]
     sabotage: Option<String>,
     /// Do not call each node's own check_invariants() (to see what the
@@ -69,6 +69,8 @@ struct Tally {
     partitions: u64,
     conf_changes: u64,
     snapshots: u64,
+    /// Disks replaced and logs cut (see the crate docs).
+    disk_faults: u64,
 }
 
 fn run_caught(seed: u64, opts: &Options) -> Report {
@@ -109,8 +111,11 @@ fn main() -> ExitCode {
         None => None,
         Some("local-reads") => Some(Sabotage::LocalReads),
         Some("retry-new-seq") => Some(Sabotage::RetryWithNewSeq),
+        Some("lost-data-undetected") => Some(Sabotage::LostDataUndetected),
         Some(other) => {
-            eprintln!("unknown sabotage {other:?}: use local-reads or retry-new-seq");
+            eprintln!(
+                "unknown sabotage {other:?}: use local-reads, retry-new-seq or lost-data-undetected"
+            );
             return ExitCode::from(2);
         }
     };
@@ -188,6 +193,7 @@ fn main() -> ExitCode {
         t.partitions += r.faults.partitions;
         t.conf_changes += r.faults.conf_changes_applied;
         t.snapshots += r.faults.snapshots_installed;
+        t.disk_faults += r.faults.disks_wiped + r.faults.logs_truncated;
         if let Some(v) = &r.violation {
             t.violations += 1;
             println!("seed {seed} ({}): VIOLATION {v}", r.scenario);
@@ -198,7 +204,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{:<11} {:>5} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8} {:>9}",
+        "{:<11} {:>5} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8} {:>9} {:>6}",
         "scenario",
         "runs",
         "violations",
@@ -210,12 +216,13 @@ fn main() -> ExitCode {
         "crashes",
         "parts",
         "confchg",
-        "snapshots"
+        "snapshots",
+        "disks"
     );
     let mut total = Tally::default();
     for (s, t) in &tallies {
         println!(
-            "{:<11} {:>5} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8} {:>9}",
+            "{:<11} {:>5} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8} {:>9} {:>6}",
             s.name(),
             t.runs,
             t.violations,
@@ -227,7 +234,8 @@ fn main() -> ExitCode {
             t.crashes,
             t.partitions,
             t.conf_changes,
-            t.snapshots
+            t.snapshots,
+            t.disk_faults
         );
         total.runs += t.runs;
         total.violations += t.violations;

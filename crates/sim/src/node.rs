@@ -66,6 +66,9 @@ pub struct SimNode {
     /// The applied index at which the state machine was last snapshotted
     /// into the log store.
     pub compacted_at: Index,
+    /// The node lost data (a disk fault) and is not repaired yet: the
+    /// floor it restarts recovering with (see `raft::Config::recovering`).
+    pub lost_floor: Option<Index>,
 }
 
 impl std::fmt::Debug for SimNode {
@@ -99,6 +102,7 @@ impl SimNode {
             tick_phase,
             dirty: true,
             compacted_at: 0,
+            lost_floor: None,
         }
     }
 
