@@ -26,6 +26,25 @@ async fn wait_recovering(c: &Cluster, id: u64, want: bool) -> proto::kv::StatusR
     }
 }
 
+/// The old leader is down; the two others are a healthy follower and the
+/// node that lost data. The latter grants no vote (and does not
+/// campaign), so no leader is elected: checked for `ticks` election
+/// timeouts' worth of time.
+async fn no_leader_without_the_recovering_nodes_vote(c: &Cluster, ids: [u64; 2]) {
+    let until = Instant::now() + Duration::from_millis(TICK_MS * 20 * 5);
+    while Instant::now() < until {
+        for id in ids {
+            let s = c.status(id).await;
+            assert_ne!(
+                s.role,
+                proto::kv::Role::Leader as i32,
+                "node {id} was elected without the recovering node's vote: {s:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Writes `n` keys through the leader; returns the last write's index.
 async fn write(c: &Cluster, via: u64, prefix: &str, n: usize) -> u64 {
     let mut last = 0;
@@ -126,6 +145,11 @@ async fn a_wiped_follower_does_not_bootstrap_and_is_repaired() {
         "a joining node learns the cluster id later"
     );
     assert!(dir.join("recovering.toml").exists());
+    let other = 6 - leader - follower;
+    c.stop_node(leader).await.unwrap();
+    no_leader_without_the_recovering_nodes_vote(&c, [other, follower]).await;
+    c.start_node(leader).await;
+    let leader = c.leader().await;
     write(&c, leader, "m", 5).await;
     let st = wait_recovering(&c, follower, false).await;
     assert!(st.commit_index > 20, "{st:?}");
@@ -171,6 +195,14 @@ async fn a_wal_cut_below_the_commit_index_makes_the_node_recover() {
     c.stop_node(follower).await.unwrap();
     c.start_node(follower).await;
     wait_recovering(&c, follower, true).await;
+
+    // It grants no vote while behind: with the leader down, the other
+    // follower cannot be elected.
+    let other = 6 - leader - follower;
+    c.stop_node(leader).await.unwrap();
+    no_leader_without_the_recovering_nodes_vote(&c, [other, follower]).await;
+    c.start_node(leader).await;
+    let leader = c.leader().await;
 
     write(&c, leader, "m", 5).await;
     wait_recovering(&c, follower, false).await;
