@@ -23,7 +23,7 @@ impl<S: LogStore> RawNode<S> {
                 }
                 self.heard_from_leader(m.from);
                 self.handle_append_entries(m.from, prev_index, prev_term, &entries, commit)?;
-                self.maybe_end_recovery()
+                self.maybe_end_recovery(commit)
             }
             MessageBody::Heartbeat { commit, round } => {
                 self.heard_from_leader(m.from);
@@ -34,16 +34,32 @@ impl<S: LogStore> RawNode<S> {
                 if self.recovering.is_none() {
                     self.log.commit_to(commit.min(self.log.last_index()));
                 }
+                let last = self.log.last_index();
+                if commit > last {
+                    // The leader believes we hold `commit` (it is at most
+                    // our match index there): we lost entries we
+                    // acknowledged. Say so as a rejection, which makes the
+                    // leader repair us now rather than on its next append.
+                    let conflict_index = if self.is_blank() { 0 } else { last + 1 };
+                    self.send(
+                        m.from,
+                        MessageBody::AppendEntriesResponse {
+                            reject: true,
+                            index: commit,
+                            conflict_term: 0,
+                            conflict_index,
+                        },
+                    );
+                }
                 self.send(m.from, MessageBody::HeartbeatResponse { round });
-                self.maybe_end_recovery()
+                Ok(())
             }
             MessageBody::InstallSnapshot { snapshot } => {
                 if snapshot.meta.term > m.term || snapshot.meta.conf.voters.is_empty() {
                     return Ok(());
                 }
                 self.heard_from_leader(m.from);
-                self.handle_install_snapshot(m.from, snapshot)?;
-                self.maybe_end_recovery()
+                self.handle_install_snapshot(m.from, snapshot)
             }
             MessageBody::TimeoutNow => {
                 // Leadership transfer: campaign at once, skipping pre-vote;

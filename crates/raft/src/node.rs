@@ -313,13 +313,17 @@ impl<S: LogStore> RawNode<S> {
     /// never campaigns (not even on `TimeoutNow`); it still accepts entries
     /// and snapshots from the leader.
     ///
-    /// It is repaired once, as a follower, its commit index (as told by
-    /// the leader of its current term) reaches the floor and holds an
-    /// entry of that leader's term. Then its log holds every entry
-    /// committed in earlier terms (Leader Completeness: the leader has
-    /// them, and our log matches the leader's up to an entry of its term)
-    /// and everything the leader committed up to there, so anything it
-    /// acknowledged before the loss and was counted is back.
+    /// It is repaired once, as a follower, it accepted an AppendEntries of
+    /// the leader of its current term and its log reaches the commit index
+    /// that message told (not just a prefix of it), that index holds an
+    /// entry of the leader's term, and it is at least the floor. Then its
+    /// log holds every entry committed in earlier terms (Leader
+    /// Completeness: the leader has them, and our log matches the leader's
+    /// up to an entry of its term) and everything the leader knew
+    /// committed, so what it acknowledged before the loss and was counted
+    /// is back. Heartbeats and snapshots do not end it (a heartbeat's
+    /// commit index is capped by the leader's idea of our match, which may
+    /// predate the loss); the next AppendEntries does.
     pub fn is_recovering(&self) -> bool {
         self.recovering.is_some()
     }
@@ -562,9 +566,9 @@ impl<S: LogStore> RawNode<S> {
     }
 
     /// Ends recovery once the repair condition of
-    /// [`RawNode::is_recovering`] holds. Called on a follower after a
-    /// message from the leader of its term.
-    pub(crate) fn maybe_end_recovery(&mut self) -> Result<()> {
+    /// [`RawNode::is_recovering`] holds. Called on a follower after an
+    /// AppendEntries of the leader of its term that said `leader_commit`.
+    pub(crate) fn maybe_end_recovery(&mut self, leader_commit: Index) -> Result<()> {
         let Some(floor) = self.recovering else {
             return Ok(());
         };
@@ -572,6 +576,7 @@ impl<S: LogStore> RawNode<S> {
         if self.leader.is_some()
             && commit > 0
             && commit >= floor
+            && commit >= leader_commit
             && self.log.term(commit)? == Some(self.term)
         {
             self.recovering = None;

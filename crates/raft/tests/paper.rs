@@ -570,6 +570,11 @@ fn a_node_whose_log_ends_before_its_commit_index_votes_only_once_repaired() {
         n.is_recovering(),
         "commit 3 holds an entry of term 1, not 2"
     );
+    n.step(msg(1, 2, 2, append(2, (4, 2), vec![], 5))).unwrap();
+    assert!(
+        n.is_recovering(),
+        "the leader told commit 5; our log reaches 4 only"
+    );
     n.step(msg(1, 2, 2, append(2, (4, 2), vec![], 4))).unwrap();
     assert!(!n.is_recovering(), "commit 4 holds the leader's term");
 }
@@ -606,6 +611,30 @@ fn a_recovering_node_ignores_the_commit_index_of_heartbeats() {
     .unwrap();
     assert_eq!(n.status().commit, 0);
     assert!(n.is_recovering());
+    // A heartbeat claiming more than our log holds gets a rejection, so
+    // that the leader repairs us at once.
+    n.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Heartbeat {
+            commit: 5,
+            round: 2,
+        },
+    ))
+    .unwrap();
+    let h = handle(&mut n);
+    assert!(
+        h.persisted_messages.iter().any(|m| m.body
+            == MessageBody::AppendEntriesResponse {
+                reject: true,
+                index: 5,
+                conflict_term: 0,
+                conflict_index: 3,
+            }),
+        "{:?}",
+        h.persisted_messages
+    );
     n.step(msg(1, 2, 1, append(1, (2, 1), vec![], 2))).unwrap();
     assert_eq!(n.status().commit, 2);
     assert!(!n.is_recovering());

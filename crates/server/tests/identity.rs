@@ -135,8 +135,11 @@ async fn a_wiped_follower_does_not_bootstrap_and_is_repaired() {
     );
     assert!(!dir.join("wal").exists(), "nothing was bootstrapped");
 
-    // Without --bootstrap it joins under its old id: the leader finds its
-    // log gone (a rejection below its match) and repairs it.
+    // Without --bootstrap it joins under its old id. The leader is down
+    // meanwhile (it would repair the node at once): the node grants no
+    // vote, so the other follower cannot be elected.
+    let other = 6 - leader - follower;
+    c.stop_node(leader).await.unwrap();
     c.configs.get_mut(&follower).unwrap().bootstrap = false;
     c.start_node(follower).await;
     let st = wait_recovering(&c, follower, true).await;
@@ -145,9 +148,10 @@ async fn a_wiped_follower_does_not_bootstrap_and_is_repaired() {
         "a joining node learns the cluster id later"
     );
     assert!(dir.join("recovering.toml").exists());
-    let other = 6 - leader - follower;
-    c.stop_node(leader).await.unwrap();
     no_leader_without_the_recovering_nodes_vote(&c, [other, follower]).await;
+
+    // The leader returns, finds the node's log gone (a rejection below its
+    // match) and repairs it.
     c.start_node(leader).await;
     let leader = c.leader().await;
     write(&c, leader, "m", 5).await;
@@ -184,7 +188,10 @@ async fn a_wal_cut_below_the_commit_index_makes_the_node_recover() {
         .set_len(written as u64 / 2)
         .unwrap();
 
-    // Same flags: it starts (the data dir is its own), recovering.
+    // Same flags: it starts (the data dir is its own), recovering. The
+    // leader is down meanwhile (it would repair the node at once).
+    let other = 6 - leader - follower;
+    c.stop_node(leader).await.unwrap();
     c.start_node(follower).await;
     let st = wait_recovering(&c, follower, true).await;
     assert!(st.last_log_index < applied, "{st:?} vs applied {applied}");
@@ -198,8 +205,6 @@ async fn a_wal_cut_below_the_commit_index_makes_the_node_recover() {
 
     // It grants no vote while behind: with the leader down, the other
     // follower cannot be elected.
-    let other = 6 - leader - follower;
-    c.stop_node(leader).await.unwrap();
     no_leader_without_the_recovering_nodes_vote(&c, [other, follower]).await;
     c.start_node(leader).await;
     let leader = c.leader().await;
