@@ -8,13 +8,14 @@ RAFTKV_EP="127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
 ETCD_EP="127.0.0.1:2479,127.0.0.1:2579,127.0.0.1:2679"
 declare -A RK_PID ETCD_PID
 
-# raftkv_start_node BIN WORKDIR ID
+# raftkv_start_node BIN WORKDIR ID (--bootstrap makes the cluster on the
+# first start; a restart of an existing data dir ignores it)
 raftkv_start_node() {
     local bin=$1 w=$2 i=$3
     mkdir -p "$w/rk$i"
     "$bin" server --id "$i" --listen "127.0.0.1:710$i" \
         --peers "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103" \
-        --data-dir "$w/rk$i" --log-level warn ${RAFTKV_FLAGS:-} >>"$w/rk$i.log" 2>&1 &
+        --data-dir "$w/rk$i" --bootstrap --log-level warn ${RAFTKV_FLAGS:-} >>"$w/rk$i.log" 2>&1 &
     RK_PID[$i]=$!
 }
 

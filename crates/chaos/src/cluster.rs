@@ -230,6 +230,10 @@ impl Cluster {
             .kill_on_drop(true);
         if node.joined {
             cmd.arg("--join");
+        } else {
+            // Makes the cluster on the first start; restarts (the data dir
+            // exists) ignore it.
+            cmd.arg("--bootstrap");
         }
         if as_user {
             cmd.uid(node_uid(id)).gid(node_uid(id));

@@ -101,7 +101,11 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
             Ok(s) => rows.push(vec![
                 s.id.to_string(),
                 n.addr.clone(),
-                status_role(s).to_string(),
+                if s.recovering {
+                    format!("{} (recovering)", status_role(s))
+                } else {
+                    status_role(s).to_string()
+                },
                 s.term.to_string(),
                 if s.leader_id == 0 {
                     "-".to_string()
@@ -112,12 +116,16 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
                 s.applied_index.to_string(),
                 s.last_log_index.to_string(),
                 s.snapshot_index.to_string(),
+                format!("{:016x}", s.cluster_id),
+                format!("{:016x}", s.incarnation),
             ]),
             Err(e) => {
                 rows.push(vec![
                     "?".into(),
                     n.addr.clone(),
                     "down".into(),
+                    "-".into(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -132,7 +140,19 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     println!(
         "{}",
         table(
-            &["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAPSHOT"],
+            &[
+                "ID",
+                "ADDRESS",
+                "ROLE",
+                "TERM",
+                "LEADER",
+                "COMMIT",
+                "APPLIED",
+                "LAST",
+                "SNAPSHOT",
+                "CLUSTER",
+                "INCARNATION"
+            ],
             &rows
         )
     );

@@ -92,6 +92,8 @@ fn spawn_node(
         .arg(peers)
         .arg("--data-dir")
         .arg(data_dir)
+        // A new data dir starts the cluster; an existing one ignores it.
+        .arg("--bootstrap")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log_file))
         .stderr(Stdio::from(log_err))

@@ -14,7 +14,8 @@
 //!   `{"succeeded": false, "current": key|null}`
 //! - `status`: `{"nodes": [{"addr", "ok": true, "id", "role", "term",
 //!   "leader_id", "leader_addr", "commit_index", "applied_index",
-//!   "last_log_index", "snapshot_index", "members": [member...]} |
+//!   "last_log_index", "snapshot_index", "cluster_id", "incarnation" (16
+//!   hex digits each), "recovering", "members": [member...]} |
 //!   {"addr", "ok": false, "error"}]}`
 //! - member: `{"id", "addr", "role": "voter"|"learner"}`
 //! - `members`: `{"header", "members": [member...], "index"}`
@@ -99,6 +100,9 @@ pub fn status_json(addr: &str, s: &StatusResponse) -> Value {
         "applied_index": s.applied_index,
         "last_log_index": s.last_log_index,
         "snapshot_index": s.snapshot_index,
+        "cluster_id": format!("{:016x}", s.cluster_id),
+        "incarnation": format!("{:016x}", s.incarnation),
+        "recovering": s.recovering,
         "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
     })
 }
@@ -185,6 +189,8 @@ mod tests {
             applied_index: 9,
             last_log_index: 11,
             snapshot_index: 0,
+            cluster_id: 0xab,
+            recovering: true,
             members: vec![Member {
                 id: 4,
                 addr: "h:4".into(),
@@ -196,6 +202,8 @@ mod tests {
         assert_eq!(j["role"], "leader");
         assert_eq!(j["ok"], true);
         assert_eq!(j["commit_index"], 10);
+        assert_eq!(j["cluster_id"], "00000000000000ab");
+        assert_eq!(j["recovering"], true);
         assert_eq!(
             j["members"][0],
             json!({"id":4,"addr":"h:4","role":"learner"})

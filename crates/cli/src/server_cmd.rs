@@ -27,7 +27,21 @@ pub struct ServerArgs {
     /// Where this node keeps its log and state.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Start empty and wait to be added to an existing cluster.
+    /// On an empty data dir, start a new cluster of `{id} ∪ peers`
+    /// (ignored when the data dir exists; refused if a peer already holds
+    /// a cluster with a log). Without it an empty data dir joins.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// With --bootstrap: the token the cluster id is made from (default
+    /// `raftkv`), so that two clusters with the same node ids differ.
+    #[arg(long, value_name = "TOKEN")]
+    pub cluster_token: Option<String>,
+    /// Refuse a data dir of another cluster than this one (16 hex digits,
+    /// as `raftkv status` shows it).
+    #[arg(long, value_name = "HEX")]
+    pub cluster_id: Option<String>,
+    /// Start empty and wait to be added to an existing cluster (the
+    /// default without --bootstrap).
     #[arg(long)]
     pub join: bool,
     /// Milliseconds per Raft tick.
@@ -127,6 +141,15 @@ impl ServerArgs {
         }
         if self.join {
             c.join = true;
+        }
+        if self.bootstrap {
+            c.bootstrap = true;
+        }
+        if let Some(v) = &self.cluster_token {
+            c.cluster_token = v.clone();
+        }
+        if let Some(v) = &self.cluster_id {
+            c.cluster_id = Some(v.clone());
         }
         if let Some(v) = self.tick_ms {
             c.tick_interval_ms = v;

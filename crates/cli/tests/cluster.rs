@@ -103,7 +103,13 @@ impl Cluster {
             .args(["--election-ticks-max", &ELECTION_TICKS_MAX.to_string()])
             .args(["--heartbeat-ticks", "2"])
             .args(&self.extra_args)
-            .args(if node.join { &["--join"][..] } else { &[][..] })
+            // The first start of an initial voter makes the cluster; a
+            // restart ignores --bootstrap.
+            .args(if node.join {
+                &["--join"][..]
+            } else {
+                &["--bootstrap"][..]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))

@@ -43,6 +43,7 @@ fn config(dir: &Path, addr: &str) -> String {
 id = 1
 listen_addr = "{addr}"
 data_dir = "{data}"
+bootstrap = true
 tick_interval_ms = 20
 
 [tls]

@@ -147,6 +147,7 @@ async fn the_page_shows_three_nodes_and_follows_the_leader_in_a_real_browser() {
                 &https[i],
                 "--tick-ms",
                 "20",
+                "--bootstrap",
             ])
             .arg("--data-dir")
             .arg(dir.path().join(format!("node-{}", i + 1)))

@@ -59,6 +59,17 @@ pub struct Config {
     /// The last index the state machine has applied (durably) when the node
     /// starts; committed entries after it are handed out again.
     pub applied: Index,
+    /// `Some(floor)`: this node lost data it may have acknowledged (a
+    /// wiped or damaged disk), or joins with an empty data dir. It grants
+    /// no pre-vote or vote and never campaigns until it is repaired: until
+    /// its commit index, told by the leader of its current term, is at
+    /// least `floor` and holds an entry of that leader's term (see
+    /// [`RawNode::is_recovering`](crate::RawNode::is_recovering)). `floor`
+    /// is the highest index the node knows was committed before the loss
+    /// (0 if it knows none). `None`: a node whose disk kept everything.
+    /// The node also finds a loss by itself: a store whose hard state's
+    /// commit index is beyond its log.
+    pub recovering: Option<Index>,
     /// Seed of the generator that randomizes election timeouts.
     pub seed: u64,
     /// Keep what [`RawNode::check_invariants`](crate::RawNode::check_invariants)
@@ -87,6 +98,7 @@ impl Default for Config {
             bytes_per_append_max: 1024 * 1024,
             inflight_appends_max: 64,
             applied: 0,
+            recovering: None,
             seed: 0,
             check_invariants: cfg!(debug_assertions),
         }

@@ -27,6 +27,11 @@ pub enum Error {
     /// where a voter is needed).
     #[error("node {0} is not a voting member")]
     NotVoter(NodeId),
+    /// This node lost data it may have acknowledged (or joined with an
+    /// empty data dir) and is not repaired yet: it does not campaign (see
+    /// [`RawNode::is_recovering`](crate::RawNode::is_recovering)).
+    #[error("node {id} is recovering lost data (needs commit index {floor} from a leader)")]
+    Recovering { id: NodeId, floor: Index },
     /// A `Ready` was handed to `advance` that does not belong to the node's
     /// outstanding one, or `ready()` was called twice without `advance`.
     #[error("ready/advance misuse: {0}")]

@@ -23,12 +23,35 @@ impl<S: LogStore> RawNode<S> {
                 }
                 self.heard_from_leader(m.from);
                 self.removal.heard_leader_commit(commit);
-                self.handle_append_entries(m.from, prev_index, prev_term, &entries, commit)
+                self.handle_append_entries(m.from, prev_index, prev_term, &entries, commit)?;
+                self.maybe_end_recovery(commit)
             }
             MessageBody::Heartbeat { commit, round } => {
                 self.heard_from_leader(m.from);
                 // The leader sends a commit index our log is known to match.
-                self.log.commit_to(commit.min(self.log.last_index()));
+                // Not when we lost data: the leader's idea of our match may
+                // predate the loss, so only AppendEntries (which checks the
+                // logs match) moves a recovering node's commit index.
+                if self.recovering.is_none() {
+                    self.log.commit_to(commit.min(self.log.last_index()));
+                }
+                let last = self.log.last_index();
+                if commit > last {
+                    // The leader believes we hold `commit` (it is at most
+                    // our match index there): we lost entries we
+                    // acknowledged. Say so as a rejection, which makes the
+                    // leader repair us now rather than on its next append.
+                    let conflict_index = if self.is_blank() { 0 } else { last + 1 };
+                    self.send(
+                        m.from,
+                        MessageBody::AppendEntriesResponse {
+                            reject: true,
+                            index: commit,
+                            conflict_term: 0,
+                            conflict_index,
+                        },
+                    );
+                }
                 self.send(m.from, MessageBody::HeartbeatResponse { round });
                 Ok(())
             }

@@ -12,7 +12,7 @@ use crate::message::{Message, MessageBody};
 use crate::node::{RawNode, RoleState};
 use crate::progress::Progress;
 use crate::read::ReadQueue;
-use crate::ready::ProgressState;
+use crate::ready::{FollowerLoss, ProgressState};
 use crate::storage::LogStore;
 use crate::types::{Entry, EntryKind, Index, NodeId, Term};
 
@@ -492,9 +492,39 @@ impl<S: LogStore> RawNode<S> {
                 }
             }
         }
+        // A rejection at or below the follower's match: it lost entries it
+        // had acknowledged (a wiped or damaged disk), or the rejection is an
+        // old duplicate. Forget its match and repair it from its hint.
+        let term = self.term;
+        let lost = match self
+            .leader_state_mut()
+            .and_then(|l| l.progress.get_mut(&from))
+        {
+            Some(pr) if rejected > 0 && rejected <= pr.match_index => {
+                let loss = FollowerLoss {
+                    id: from,
+                    term,
+                    match_index: pr.match_index,
+                    rejected,
+                    follower_next: conflict_index,
+                };
+                pr.reset_after_loss(rejected, hint);
+                Some(loss)
+            }
+            _ => None,
+        };
+        if let Some(loss) = lost {
+            if self.follower_losses.len() < limits::FOLLOWER_LOSSES_MAX {
+                self.follower_losses.push(loss);
+            }
+        }
         if conflict_index == 0 {
             // A blank node (no configuration yet) needs a snapshot first.
             return self.send_snapshot(from);
+        }
+        if lost.is_some() {
+            self.send_append(from, false)?;
+            return Ok(());
         }
         let changed = match self
             .leader_state_mut()

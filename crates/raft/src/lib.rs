@@ -93,6 +93,14 @@
 //! transfer; snapshots and compaction; membership changes one voter at a
 //! time, with learners (see [`membership`] for the safety argument).
 //!
+//! Lost data: a node that lost entries it may have acknowledged (its log
+//! ends before its recorded commit index, or the caller says so with
+//! [`Config::recovering`], e.g. a wiped data dir) is *recovering*: no votes,
+//! no campaigns until a leader has caught it up ([`RawNode::is_recovering`]).
+//! A leader that sees a follower reject at or below its match index forgets
+//! that match and repairs the follower, and reports it
+//! ([`RawNode::take_follower_losses`]).
+//!
 //! # Files
 //!
 //! `node.rs` is the public API and the Ready cycle; `step.rs` the rules
@@ -128,7 +136,7 @@ pub use config::Config;
 pub use error::{Error, LearnerLag, ProposeError, Result};
 pub use message::{Message, MessageBody, ReadState};
 pub use node::RawNode;
-pub use ready::{ProgressState, ProgressStatus, Ready, Role, SoftState, Status};
+pub use ready::{FollowerLoss, ProgressState, ProgressStatus, Ready, Role, SoftState, Status};
 pub use storage::{LogStore, MemStore, StorageError, StorageResult};
 pub use types::{
     ConfState, Entry, EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term,

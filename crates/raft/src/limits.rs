@@ -67,3 +67,8 @@ pub const PROMOTE_LAG_ENTRIES_MAX: Index = 1024;
 /// receives its removal and the commit index covering it and stops (see
 /// the membership module docs). Dropped earlier once the node has both.
 pub const DEPARTING_ELECTION_TIMEOUTS_MAX: u64 = 2;
+
+/// Most follower-loss reports (see `RawNode::take_follower_losses`) kept
+/// until the caller takes them; later ones are dropped (the caller counts
+/// and logs them, rate-limited anyway).
+pub const FOLLOWER_LOSSES_MAX: usize = 64;

@@ -14,7 +14,7 @@ use crate::limits;
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody, ReadState};
-use crate::ready::{Ready, Role, SoftState, Status};
+use crate::ready::{FollowerLoss, Ready, Role, SoftState, Status};
 use crate::rng::SplitMix64;
 use crate::storage::LogStore;
 use crate::types::{EntryKind, HardState, Index, NodeId, Snapshot, SnapshotMeta, Term};
@@ -55,6 +55,11 @@ pub struct RawNode<S: LogStore> {
     /// A node restarted with lease reads on refuses votes for an election
     /// timeout: it may have acknowledged a leader's lease before the crash.
     pub(crate) votes_blocked_ticks: u64,
+    /// `Some(floor)` while the node is recovering lost data: see
+    /// [`RawNode::is_recovering`].
+    pub(crate) recovering: Option<Index>,
+    /// Followers found to have lost data, until taken.
+    pub(crate) follower_losses: Vec<FollowerLoss>,
     pub(crate) msgs: Vec<Message>,
     pub(crate) msgs_persisted: Vec<Message>,
     pub(crate) read_states: Vec<ReadState>,
@@ -107,6 +112,11 @@ impl<S: LogStore> RawNode<S> {
             None
         };
         let applied = config.applied.max(snap_meta.index);
+        // A hard state that recorded a commit index beyond the log: the
+        // log lost committed entries (a damaged disk), which this node
+        // may have acknowledged.
+        let lost = (hs.commit > last).then_some(hs.commit);
+        let recovering = config.recovering.max(lost);
         let commit = hs.commit.max(applied).min(last);
         let mut membership = Membership::new(snap_meta.index, conf);
         // Replay the configuration entries after the snapshot.
@@ -143,6 +153,8 @@ impl<S: LogStore> RawNode<S> {
             now: Duration::ZERO,
             ticks_since_clock: u64::MAX,
             votes_blocked_ticks,
+            recovering,
+            follower_losses: Vec::new(),
             msgs: Vec::new(),
             msgs_persisted: Vec::new(),
             read_states: Vec::new(),
@@ -295,6 +307,9 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// `Error::NotVoter` if this node is not a voter.
     pub fn campaign(&mut self) -> Result<()> {
+        if let Some(floor) = self.recovering {
+            return Err(Error::Recovering { id: self.id, floor });
+        }
         if !self.is_promotable() {
             return Err(Error::NotVoter(self.id));
         }
@@ -335,6 +350,35 @@ impl<S: LogStore> RawNode<S> {
         }
         self.debug_check();
         taken
+    }
+
+    /// Whether this node is recovering lost data: it was started with
+    /// [`Config::recovering`], or its store's hard state recorded a commit
+    /// index beyond its log. Such a node may have acknowledged entries it
+    /// no longer holds, so its vote could elect a leader that lacks
+    /// committed entries. Until repaired it grants no pre-vote or vote and
+    /// never campaigns (not even on `TimeoutNow`); it still accepts entries
+    /// and snapshots from the leader.
+    ///
+    /// It is repaired once, as a follower, it accepted an AppendEntries of
+    /// the leader of its current term and its log reaches the commit index
+    /// that message told (not just a prefix of it), that index holds an
+    /// entry of the leader's term, and it is at least the floor. Then its
+    /// log holds every entry committed in earlier terms (Leader
+    /// Completeness: the leader has them, and our log matches the leader's
+    /// up to an entry of its term) and everything the leader knew
+    /// committed, so what it acknowledged before the loss and was counted
+    /// is back. Heartbeats and snapshots do not end it (a heartbeat's
+    /// commit index is capped by the leader's idea of our match, which may
+    /// predate the loss); the next AppendEntries does.
+    pub fn is_recovering(&self) -> bool {
+        self.recovering.is_some()
+    }
+
+    /// The followers this leader found to have lost data since the last
+    /// call (see [`FollowerLoss`]), for the caller to log and count.
+    pub fn take_follower_losses(&mut self) -> Vec<FollowerLoss> {
+        std::mem::take(&mut self.follower_losses)
     }
 
     /// Whether a [`Ready`] has something to do. False while a Ready is
@@ -527,6 +571,7 @@ impl<S: LogStore> RawNode<S> {
             progress,
             transferee,
             removed: self.removal.removed,
+            recovering: self.recovering.is_some(),
         }
     }
 
@@ -567,10 +612,31 @@ impl<S: LogStore> RawNode<S> {
         matches!(self.role, RoleState::Leader(_))
     }
 
-    /// Whether this node may become leader: it is a voter (and was not
-    /// removed).
+    /// Whether this node may become leader: it is a voter, was not
+    /// removed and is not recovering lost data.
     pub(crate) fn is_promotable(&self) -> bool {
-        self.membership.current().voters.contains(&self.id) && !self.removal.removed
+        self.recovering.is_none()
+            && !self.removal.removed
+            && self.membership.current().voters.contains(&self.id)
+    }
+
+    /// Ends recovery once the repair condition of
+    /// [`RawNode::is_recovering`] holds. Called on a follower after an
+    /// AppendEntries of the leader of its term that said `leader_commit`.
+    pub(crate) fn maybe_end_recovery(&mut self, leader_commit: Index) -> Result<()> {
+        let Some(floor) = self.recovering else {
+            return Ok(());
+        };
+        let commit = self.log.commit;
+        if self.leader.is_some()
+            && commit > 0
+            && commit >= floor
+            && commit >= leader_commit
+            && self.log.term(commit)? == Some(self.term)
+        {
+            self.recovering = None;
+        }
+        Ok(())
     }
 
     fn soft_state(&self) -> SoftState {

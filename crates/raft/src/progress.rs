@@ -149,6 +149,18 @@ impl Progress {
         }
     }
 
+    /// A rejection at or below `match_index`: the follower no longer holds
+    /// entries it acknowledged (it lost data), or the rejection is an old
+    /// duplicate. Either way forget the match (safe: the commit index
+    /// never moves back, and the follower counts for commit again only
+    /// once it acknowledges anew) and probe from `hint_next`, which leads
+    /// to a snapshot if the leader's log no longer reaches there.
+    pub(crate) fn reset_after_loss(&mut self, rejected: Index, hint_next: Index) {
+        self.match_index = 0;
+        self.become_probe();
+        self.next_index = hint_next.clamp(1, rejected.max(1));
+    }
+
     pub(crate) fn status(&self) -> ProgressStatus {
         ProgressStatus {
             match_index: self.match_index,

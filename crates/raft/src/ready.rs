@@ -117,6 +117,27 @@ pub struct ProgressStatus {
     pub learner: bool,
 }
 
+/// A leader saw a follower reject an AppendEntries at or below the index
+/// the follower had acknowledged: the follower lost data (a wiped or
+/// damaged disk), or the rejection was an old duplicate. The leader forgot
+/// the follower's match and repairs it (probe, snapshot if needed). Taken
+/// with [`RawNode::take_follower_losses`](crate::RawNode::take_follower_losses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerLoss {
+    /// The follower.
+    pub id: NodeId,
+    /// The leader's term.
+    pub term: Term,
+    /// The match index the leader had for it.
+    pub match_index: Index,
+    /// The index of the rejected AppendEntries (its prev index), at or
+    /// below `match_index`.
+    pub rejected: Index,
+    /// The follower's hint: its last index + 1 if its log is shorter, 0 if
+    /// it holds no configuration at all (an empty data dir).
+    pub follower_next: Index,
+}
+
 /// A snapshot of the node's state, for status pages and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -146,4 +167,7 @@ pub struct Status {
     /// This node was removed from the cluster: it sends nothing, never
     /// campaigns and takes no requests (see [`crate::membership`]).
     pub removed: bool,
+    /// Recovering lost data: no votes, no campaigns (see
+    /// [`RawNode::is_recovering`](crate::RawNode::is_recovering)).
+    pub recovering: bool,
 }

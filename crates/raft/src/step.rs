@@ -83,6 +83,7 @@ impl<S: LogStore> RawNode<S> {
                     || m.term > self.term;
                 let granted = can_vote
                     && !self.is_blank()
+                    && self.recovering.is_none()
                     && self.log.is_up_to_date(last_index, last_term)?;
                 let term = if granted { m.term } else { self.term };
                 self.send_with_term(m.from, term, MessageBody::PreVoteResponse { granted });
@@ -101,6 +102,11 @@ impl<S: LogStore> RawNode<S> {
             // lost (testdata/wiped_voter_no_vote.txt). This costs no
             // liveness in normal operation: a learner is promoted by an
             // entry it then holds, so a caught-up voter is never blank.
+            // A recovering node (`is_recovering`: it lost data it may have
+            // acknowledged, or joined empty) grants none either until
+            // repaired, for the same reason: its log may lack entries its
+            // lost acknowledgements helped commit
+            // (testdata/recovering_no_vote.txt).
             MessageBody::RequestVote {
                 last_index,
                 last_term,
@@ -112,6 +118,7 @@ impl<S: LogStore> RawNode<S> {
                     self.vote == Some(m.from) || (self.vote.is_none() && self.leader.is_none());
                 let granted = can_vote
                     && !self.is_blank()
+                    && self.recovering.is_none()
                     && self.log.is_up_to_date(last_index, last_term)?;
                 if granted {
                     self.vote = Some(m.from);

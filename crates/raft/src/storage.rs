@@ -161,6 +161,19 @@ impl MemStore {
         self.durable = Some(Box::new(d));
     }
 
+    /// Cuts the log (durable and not) after `index`, keeping the hard
+    /// state: a damaged disk whose log lost its tail, possibly below the
+    /// recorded commit index. For fault injection in tests and the
+    /// simulator. An `index` below the snapshot keeps the snapshot only.
+    pub fn truncate_log_after(&mut self, index: Index) {
+        self.crash();
+        let keep = index.saturating_sub(self.offset()) as usize;
+        self.entries.truncate(keep);
+        if let Some(d) = &mut self.durable {
+            d.entries.truncate(keep);
+        }
+    }
+
     /// The last index that is durable (survives [`MemStore::crash`]).
     pub fn durable_last_index(&self) -> Index {
         match &self.durable {

@@ -569,3 +569,170 @@ fn a_lease_is_not_used_on_a_clock_that_stopped_being_given() {
     );
     c.node(1).unwrap().raw.advance(rd).unwrap();
 }
+
+// ---- lost data (a wiped or damaged disk) ----
+
+/// A store that recorded commit 3 but whose log ends at 1: the node finds
+/// the loss itself, grants no vote, refuses to campaign, and is repaired
+/// only by an AppendEntries of the current leader's term that brings its
+/// commit index to the floor.
+#[test]
+fn a_node_whose_log_ends_before_its_commit_index_votes_only_once_repaired() {
+    let mut store = MemStore::with_conf(ConfState::with_voters([1, 2, 3]));
+    store.append(&[ent(1, 1), ent(2, 1), ent(3, 1)]).unwrap();
+    store
+        .save_hard_state(&HardState {
+            term: 1,
+            vote: Some(1),
+            commit: 3,
+        })
+        .unwrap();
+    store.sync().unwrap();
+    store.truncate_log_after(1);
+    let mut n = RawNode::new(config(2), store).unwrap();
+    assert!(n.is_recovering());
+    assert!(n.status().recovering);
+    assert!(matches!(
+        n.campaign(),
+        Err(Error::Recovering { id: 2, floor: 3 })
+    ));
+    // A candidate with a log as long as ours now, in a later term.
+    n.step(msg(
+        3,
+        2,
+        2,
+        MessageBody::RequestVote {
+            last_index: 1,
+            last_term: 1,
+            transfer: false,
+        },
+    ))
+    .unwrap();
+    let h = handle(&mut n);
+    assert!(h
+        .persisted_messages
+        .iter()
+        .any(|m| m.body == MessageBody::RequestVoteResponse { granted: false }));
+    // The leader of term 2 sends entries 2..=4 (4 of its term), commit 4.
+    n.step(msg(
+        1,
+        2,
+        2,
+        append(2, (1, 1), vec![ent(2, 1), ent(3, 1), ent(4, 2)], 3),
+    ))
+    .unwrap();
+    assert!(
+        n.is_recovering(),
+        "commit 3 holds an entry of term 1, not 2"
+    );
+    n.step(msg(1, 2, 2, append(2, (4, 2), vec![], 5))).unwrap();
+    assert!(
+        n.is_recovering(),
+        "the leader told commit 5; our log reaches 4 only"
+    );
+    n.step(msg(1, 2, 2, append(2, (4, 2), vec![], 4))).unwrap();
+    assert!(!n.is_recovering(), "commit 4 holds the leader's term");
+}
+
+/// A recovering node does not take a heartbeat's commit index: the
+/// leader's idea of its match may predate the loss.
+#[test]
+fn a_recovering_node_ignores_the_commit_index_of_heartbeats() {
+    let store = MemStore::with_conf(ConfState::with_voters([1, 2, 3]));
+    let mut n = RawNode::new(
+        Config {
+            recovering: Some(0),
+            ..config(2)
+        },
+        store,
+    )
+    .unwrap();
+    n.step(msg(
+        1,
+        2,
+        1,
+        append(1, (0, 0), vec![ent(1, 1), ent(2, 1)], 0),
+    ))
+    .unwrap();
+    n.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Heartbeat {
+            commit: 2,
+            round: 1,
+        },
+    ))
+    .unwrap();
+    assert_eq!(n.status().commit, 0);
+    assert!(n.is_recovering());
+    // A heartbeat claiming more than our log holds gets a rejection, so
+    // that the leader repairs us at once.
+    n.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::Heartbeat {
+            commit: 5,
+            round: 2,
+        },
+    ))
+    .unwrap();
+    let h = handle(&mut n);
+    assert!(
+        h.persisted_messages.iter().any(|m| m.body
+            == MessageBody::AppendEntriesResponse {
+                reject: true,
+                index: 5,
+                conflict_term: 0,
+                conflict_index: 3,
+            }),
+        "{:?}",
+        h.persisted_messages
+    );
+    n.step(msg(1, 2, 1, append(1, (2, 1), vec![], 2))).unwrap();
+    assert_eq!(n.status().commit, 2);
+    assert!(!n.is_recovering());
+}
+
+/// "This follower may have lost data": a rejection at or below the
+/// follower's match index is not ignored as stale; the leader forgets the
+/// match, reports the loss, and probes from the follower's hint.
+#[test]
+fn a_leader_repairs_a_follower_that_rejects_below_its_match() {
+    let mut c = Cluster::new(&[1, 2, 3], &[], config(1));
+    let mut out = String::new();
+    c.node(1).unwrap().raw.campaign().unwrap();
+    c.stabilize(&mut out).unwrap();
+    c.propose(1, "a", &mut out).unwrap();
+    c.stabilize(&mut out).unwrap();
+    let match3 = c.node(1).unwrap().raw.status().progress[&3].match_index;
+    assert_eq!(match3, 2);
+    // Node 3 answers an append at its match as one that lost its log.
+    let leader = &mut c.node(1).unwrap().raw;
+    leader
+        .step(msg(
+            3,
+            1,
+            1,
+            MessageBody::AppendEntriesResponse {
+                reject: true,
+                index: 2,
+                conflict_term: 0,
+                conflict_index: 1,
+            },
+        ))
+        .unwrap();
+    let p = leader.status().progress[&3];
+    assert_eq!(p.match_index, 0);
+    assert_eq!(p.next_index, 1);
+    let losses = leader.take_follower_losses();
+    assert_eq!(losses.len(), 1);
+    assert_eq!(
+        (losses[0].id, losses[0].match_index, losses[0].rejected),
+        (3, 2, 2)
+    );
+    assert!(leader.take_follower_losses().is_empty());
+    // The commit index does not move back.
+    assert_eq!(leader.status().commit, 2);
+}

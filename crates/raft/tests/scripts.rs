@@ -29,6 +29,9 @@
 //! - `partition ids`: the listed nodes on one side, all others on the
 //!   other; `heal` removes it.
 //! - `crash ID` (loses everything not synced) / `restart ID`.
+//! - `wipe ID`: ID loses its disk and restarts with an empty store,
+//!   recovering (as a joining node); `truncate ID to=I`: ID crashes and its
+//!   log loses every entry after I (its hard state stays), then restarts.
 //! - `leader-down ID PEER`: the transport of ID reports PEER down
 //!   (`report_leader_down`); prints whether ID took it.
 //! - `refused ID BY`: the transport of ID reports that BY refused it as
@@ -46,7 +49,7 @@ use std::error::Error;
 use std::fmt::Write as _;
 
 use common::{Cluster, Out};
-use raft::{ConfChangeKind, Config, NodeId};
+use raft::{ConfChangeKind, Config, Index, NodeId};
 
 #[derive(Default)]
 struct Runner {
@@ -192,8 +195,16 @@ impl goldenscript::Runner for Runner {
                 // The node loses its disk and restarts with an empty store
                 // (a join-mode node under the same id).
                 let id = one(&mut args)?;
-                c.add_blank_node(id);
+                c.wipe(id);
                 writeln!(out, "{id}: wiped; restarted with an empty store")?;
+            }
+            "truncate" => {
+                // The node crashes and its log loses every entry after
+                // `to` (a damaged disk); it restarts with its hard state.
+                let id = one(&mut args)?;
+                let to: Index = args.take_key("to").ok_or("to= expected")?.parse()?;
+                c.truncate(id, to)?;
+                writeln!(out, "{id}: log cut after {to}; restarted")?;
             }
             "propose" => {
                 let id = one(&mut args)?;

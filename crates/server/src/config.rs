@@ -9,7 +9,10 @@
 //! id = 1                          # this node's id, never 0
 //! listen_addr = "127.0.0.1:7001"  # gRPC for clients and peers
 //! data_dir = "data/1"             # <data_dir>/wal, <data_dir>/kv, <data_dir>/peers.toml
-//! join = false                    # true: start empty, wait to be added
+//! bootstrap = false               # true: a new (empty) data dir starts a new cluster
+//! cluster_token = "raftkv"        # with bootstrap: makes the cluster id
+//! # cluster_id = "5f0c3d2e9a7b1c44" # optional: refuse a data dir of another cluster
+//! join = false                    # accepted: "do not bootstrap" (the default)
 //! tick_interval_ms = 100
 //! election_timeout_ticks_min = 10
 //! election_timeout_ticks_max = 20
@@ -58,9 +61,23 @@
 //! cluster must be given the same set. The set is used only on the very
 //! first start (an empty data dir); later the configuration comes from the
 //! log and the addresses from `<data_dir>/peers.toml`, which also holds the
-//! addresses of nodes added at runtime. A node started with `join = true`
-//! bootstraps nothing: it waits for a leader to add it (as a learner) and
-//! catches up from a snapshot; its `peers` only seed the address book.
+//! addresses of nodes added at runtime.
+//!
+//! Only `bootstrap = true` (`--bootstrap`) on an empty data dir creates a
+//! cluster: the initial configuration `{id} ∪ peers` and the cluster id,
+//! derived from `cluster_token` and the initial voters' ids (see
+//! [`crate::identity`]), so every node bootstrapped with the same settings
+//! agrees. Before that the node asks its peers (`Raft.Probe`) and refuses
+//! to bootstrap if one of them already holds a cluster with a log: this
+//! node's data dir was lost, and it must rejoin instead. On a data dir that
+//! already exists `bootstrap` is ignored, so a node is restarted with the
+//! flags it was first started with. Without `bootstrap` an empty data dir
+//! joins: no configuration, no votes, no campaigns; it waits for a leader
+//! to add it (as a learner) and catches up from a snapshot; its `peers`
+//! only seed the address book. `join = true` says the same explicitly;
+//! `join` and `bootstrap` together are an error. `cluster_id`, if set, is
+//! the cluster this node must belong to: a data dir of another cluster is
+//! refused. See docs/operations.md.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -108,8 +125,18 @@ pub struct Config {
     /// The initial voters (id → address); may or may not include this node.
     #[serde(deserialize_with = "de_peers")]
     pub peers: BTreeMap<u64, String>,
-    /// Start without a configuration and wait to be added by a leader.
+    /// Start without a configuration and wait to be added by a leader (the
+    /// default; kept for compatibility, an error with `bootstrap`).
     pub join: bool,
+    /// On an empty data dir, create a new cluster with the initial voters
+    /// `{id} ∪ peers`; ignored on an existing data dir.
+    pub bootstrap: bool,
+    /// With `bootstrap`: the token the cluster id is derived from, so that
+    /// two clusters with the same node ids differ.
+    pub cluster_token: String,
+    /// The cluster this node must belong to (16 hex digits), if set: a data
+    /// dir of another cluster is refused at startup.
+    pub cluster_id: Option<String>,
     /// Where the WAL (`wal/`), the state machine (`kv/`) and the address
     /// book (`peers.toml`) live.
     pub data_dir: PathBuf,
@@ -240,6 +267,9 @@ impl Default for Config {
             listen_addr: "127.0.0.1:7001".to_string(),
             peers: BTreeMap::new(),
             join: false,
+            bootstrap: false,
+            cluster_token: "raftkv".to_string(),
+            cluster_id: None,
             data_dir: PathBuf::from("data"),
             tick_interval_ms: 100,
             election_timeout_ticks_min: 10,
@@ -315,6 +345,37 @@ impl Config {
         v
     }
 
+    /// The initial voters with their addresses (as far as known), for the
+    /// cluster id of a bootstrap.
+    pub fn initial_voter_map(&self) -> BTreeMap<u64, String> {
+        let mut m = self.peers.clone();
+        m.entry(self.id).or_insert_with(|| self.listen_addr.clone());
+        m
+    }
+
+    /// `cluster_id` parsed, if set.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] if it is not 16 hex digits or is 0.
+    pub fn expected_cluster_id(&self) -> Result<Option<u64>, ConfigError> {
+        let Some(s) = &self.cluster_id else {
+            return Ok(None);
+        };
+        let bad = || {
+            invalid(
+                "cluster_id",
+                format!("`{s}` is not 16 hex digits (not 0), e.g. as `raftkv status` shows it"),
+            )
+        };
+        if s.len() != 16 {
+            return Err(bad());
+        }
+        match u64::from_str_radix(s, 16) {
+            Ok(0) | Err(_) => Err(bad()),
+            Ok(v) => Ok(Some(v)),
+        }
+    }
+
     /// Check every field's range.
     ///
     /// # Errors
@@ -338,6 +399,21 @@ impl Config {
             }
             check_host_port(addr).map_err(|r| invalid("peers", format!("peer {id}: {r}")))?;
         }
+        if self.join && self.bootstrap {
+            return Err(invalid(
+                "bootstrap",
+                "`join` and `bootstrap` together: bootstrap starts a new cluster, join waits to be added to one; pick one",
+            ));
+        }
+        if self.cluster_token.is_empty()
+            || self.cluster_token.len() > limits::CLUSTER_TOKEN_BYTES_MAX
+        {
+            return Err(invalid(
+                "cluster_token",
+                format!("must be 1..={} bytes", limits::CLUSTER_TOKEN_BYTES_MAX),
+            ));
+        }
+        self.expected_cluster_id()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
@@ -511,5 +587,27 @@ mod tests {
         h.drop_write_replies.store(1, Ordering::SeqCst);
         assert!(h.take_drop_write_reply());
         assert!(!h.take_drop_write_reply());
+    }
+
+    #[test]
+    fn bootstrap_and_join_together_and_bad_cluster_ids_are_refused() {
+        let e = Config::from_toml_str("join = true\nbootstrap = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bootstrap") && e.contains("join"), "{e}");
+        for bad in ["\"xyz\"", "\"0000000000000000\"", "\"12\""] {
+            let e = Config::from_toml_str(&format!("cluster_id = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cluster_id"), "{e}");
+        }
+        let c =
+            Config::from_toml_str("cluster_id = \"00000000000000aB\"\nbootstrap = true\n").unwrap();
+        assert_eq!(c.expected_cluster_id().unwrap(), Some(0xab));
+        assert!(Config::from_toml_str("cluster_token = \"\"\n").is_err());
+        assert!(
+            !Config::default().bootstrap,
+            "an empty data dir joins by default"
+        );
     }
 }

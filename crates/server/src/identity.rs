@@ -216,16 +216,30 @@ impl Identity {
         })
         .map_err(|e| bad(&path, e.to_string()))?;
         let text = format!("# raftkv node identity: made once, never edit by hand\n{body}");
-        let mut f = std::fs::File::create(&tmp).map_err(|e| ServerError::io(&tmp, e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| ServerError::io(&tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(|e| ServerError::io(&path, e))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| ServerError::io(dir, e))
+        write_durably(dir, &tmp, &path, text.as_bytes())
     }
+}
+
+/// Writes `bytes` to `path` in `dir` atomically and durably: to `tmp`,
+/// fsynced, renamed over `path`, then `dir` fsynced.
+///
+/// # Errors
+/// A failed write, fsync or rename, naming the file.
+pub(crate) fn write_durably(
+    dir: &Path,
+    tmp: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), ServerError> {
+    let mut f = std::fs::File::create(tmp).map_err(|e| ServerError::io(tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| ServerError::io(tmp, e))?;
+    drop(f);
+    std::fs::rename(tmp, path).map_err(|e| ServerError::io(path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ServerError::io(dir, e))
 }
 
 #[cfg(test)]

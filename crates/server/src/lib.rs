@@ -61,6 +61,18 @@
 //! - `removed`: present once the node learned it was removed from the
 //!   cluster (one line saying how); the node then stays removed across
 //!   restarts (see `raft::membership`, "A removed node").
+//! - `identity.toml`: cluster id, node id, incarnation (see [`identity`]);
+//! - `recovering.toml`: present while the node repairs lost data (see
+//!   [`startup`]).
+//!
+//! # Startup
+//!
+//! [`open_identity`] checks (or makes) the identity and, on an empty data
+//! dir with `bootstrap`, bootstraps the cluster after asking the peers
+//! (`Raft.Probe`). Then the state machine and the WAL are opened and
+//! compared ([`startup::check_lost_data`]): a node that lost acknowledged
+//! data, or joins empty, starts *recovering* (`raft::Config::recovering`:
+//! no votes, no campaigns until a leader has caught it up).
 //!
 //! # Shutdown
 //!
@@ -72,10 +84,8 @@
 //! that depends on it is sent or applied, and the state machine's applied
 //! index is durable with its data.
 //!
-//! # Not done
-//!
-//! - A node whose data was wiped must be removed and added back (as a
-//!   learner, then promoted): it cannot rejoin as the same voter.
+//! A node whose data dir was wiped rejoins under its id without
+//! `--bootstrap` and is repaired by the leader (docs/operations.md).
 
 mod addrbook;
 mod apply;
@@ -91,6 +101,7 @@ mod observe;
 pub mod security;
 mod service;
 mod spool;
+pub mod startup;
 mod transport;
 
 use std::future::Future;
@@ -102,6 +113,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use config::{Config, ConfigError, Limits, TestHooks};
 pub use error::ServerError;
+pub use startup::open_identity;
 
 use crate::addrbook::AddrBook;
 use crate::apply::Applier;
@@ -142,6 +154,56 @@ impl proto::health::health_server::Health for Health {
     }
 }
 
+/// Finds what this node lost (see `startup`), merges it with the marker of
+/// an earlier start, keeps the marker, and says so loudly.
+fn lost_data(
+    dir: &std::path::Path,
+    id: u64,
+    wal: &wal::Wal,
+    report: &wal::RecoveryReport,
+    applied: u64,
+) -> Result<Option<startup::LostData>, ServerError> {
+    let meta = wal.snapshot_meta();
+    let last_index = wal.last_index();
+    let remembered = startup::Remembered {
+        hard_commit: wal.hard_state().commit,
+        last_index,
+        snapshot_index: meta.index,
+        blank: meta.conf == raft::ConfState::default() && last_index == 0,
+        applied,
+        wal_cut: report.torn_tail.is_some() || report.repaired.is_some(),
+    };
+    let found = startup::check_lost_data(&remembered, dir)?;
+    let earlier = startup::LostData::load(dir)?;
+    let lost = match (found, earlier) {
+        (None, None) => None,
+        (Some(l), None) | (None, Some(l)) => Some(l),
+        // Found again (the repair had not begun, or not got far): the
+        // higher floor, today's findings.
+        (Some(f), Some(e)) => Some(startup::LostData {
+            floor: f.floor.max(e.floor),
+            reason: f.reason,
+        }),
+    };
+    let Some(l) = lost else {
+        tracing::info!(node = id, dir = %dir.join("wal").display(), report = %report, "WAL opened");
+        return Ok(None);
+    };
+    l.save(dir)?;
+    if l.floor == 0 && remembered.blank {
+        tracing::info!(node = id, report = %report,
+            "WAL opened empty: this node joins; it grants no votes and does not campaign \
+             until a leader has added it and caught it up");
+    } else {
+        tracing::error!(node = id, floor = l.floor, lost = %l.reason, report = %report,
+            "this node lost data it may have acknowledged: it grants no votes and does not \
+             campaign until the leader has caught it up past index {} (status shows \
+             `recovering`); the leader repairs it by itself; if no leader can be elected \
+             without it, see docs/operations.md, \"A node whose log was damaged\"", l.floor);
+    }
+    Ok(Some(l))
+}
+
 fn create_dir(path: &std::path::Path) -> Result<(), ServerError> {
     std::fs::create_dir_all(path).map_err(|e| ServerError::io(path, e))
 }
@@ -168,6 +230,8 @@ pub async fn run_with_listener(
     let addr = config.advertise_addr();
     let dir = config.data_dir.clone();
     create_dir(&dir)?;
+    let opened = open_identity(&config, &dir).await?;
+    let identity = opened.identity;
     create_dir(&dir.join("wal"))?;
     create_dir(&dir.join("kv"))?;
     let recv_dir = dir.join("recv");
@@ -195,10 +259,8 @@ pub async fn run_with_listener(
             dir.join("kv").display()
         )));
     }
-    let wal = node::open_wal(
-        &dir.join("wal"),
-        (!config.join).then(|| config.initial_voters()),
-    )?;
+    let (wal, report) = node::open_wal(&dir.join("wal"), opened.bootstrap)?;
+    let lost = lost_data(&dir, id, &wal, &report, sm.applied_index())?;
     let applied = sm.applied_index().min(raft::LogStore::last_index(&wal));
     let seed_rng = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -215,6 +277,7 @@ pub async fn run_with_listener(
         lease_read: config.lease_read,
         tick_interval: Duration::from_millis(config.tick_interval_ms),
         applied,
+        recovering: lost.as_ref().map(|l| l.floor),
         seed: seed_rng,
         ..raft::Config::new(id)
     };
@@ -234,7 +297,9 @@ pub async fn run_with_listener(
         tracing::info!(node = id, addr, term = st.term, commit = st.commit, applied,
             state_applied = sm.applied_index(), last_index = st.last_index,
             snapshot_index = st.snapshot_index, voters = ?st.conf.voters,
-            learners = ?st.conf.learners, "node recovered");
+            learners = ?st.conf.learners, cluster_id = %identity::hex(identity.cluster_id),
+            incarnation = %identity::hex(identity.incarnation), recovering = st.recovering,
+            "node recovered");
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -243,6 +308,7 @@ pub async fn run_with_listener(
     let (apply_tx, apply_rx) = mpsc::channel(APPLY_QUEUE_MAX);
     let (applied_tx, applied_rx) = watch::channel(sm.applied_index());
     let (soft_tx, soft_rx) = watch::channel(SoftView::default());
+    let soft_rx_probe = soft_rx.clone();
     let waiters = Arc::new(Waiters::default());
     let reader = sm.reader();
     let engine = sm.engine_handle();
@@ -285,6 +351,7 @@ pub async fn run_with_listener(
     let tick = Duration::from_millis(config.tick_interval_ms);
     let handle = Handle {
         id,
+        identity,
         addr: addr.clone(),
         node_tx,
         apply_tx: apply_tx.clone(),
@@ -327,6 +394,8 @@ pub async fn run_with_listener(
         synced_term_vote: (synced_hs.term, synced_hs.vote),
         data_dir: dir.clone(),
         removal_handled: removed.is_some(),
+        recovering_marked: lost.is_some(),
+        loss_logged: Default::default(),
     };
 
     let merger = tokio::spawn(merger::run(
@@ -354,6 +423,8 @@ pub async fn run_with_listener(
         proto::kv::cluster_server::ClusterServer::new(service::cluster::ClusterService { handle });
     let raft_svc = proto::raft::raft_server::RaftServer::new(transport::service::RaftService {
         id,
+        identity,
+        soft: soft_rx_probe,
         peer_tx,
         apply_tx,
         applied: applied_rx,

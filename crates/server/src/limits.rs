@@ -90,3 +90,15 @@ const _: () = assert!(KEY_SIZE_MAX <= KEY_SIZE_CAP);
 const _: () = assert!(VALUE_SIZE_MAX <= VALUE_SIZE_CAP);
 const _: () = assert!(KEY_SIZE_MAX + VALUE_SIZE_MAX + 4096 <= GRPC_MESSAGE_SIZE_MAX);
 const _: () = assert!(PEER_RECONNECT_BACKOFF_MS_MIN <= PEER_RECONNECT_BACKOFF_MS_MAX);
+
+/// Longest `cluster_token`, in bytes.
+pub const CLUSTER_TOKEN_BYTES_MAX: usize = 256;
+
+/// How long a node that bootstraps waits for each peer's `Raft.Probe`
+/// answer, in ms. An unreachable peer does not stop the bootstrap (the
+/// nodes of a new cluster start in any order).
+pub const BOOTSTRAP_PROBE_WAIT_MS: u64 = 500;
+
+/// At most one "follower lost data" ERROR line per follower this often, in
+/// ms (each one is counted in `raftkv_follower_lost_data_total`).
+pub const FOLLOWER_LOSS_LOG_INTERVAL_MS: u64 = 10_000;

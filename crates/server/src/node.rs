@@ -207,6 +207,8 @@ pub(crate) struct SoftView {
     pub committed_conf: ConfState,
     /// This node was removed from the cluster ([`RawNode::is_removed`]).
     pub removed: bool,
+    /// Recovering lost data (see `raft::RawNode::is_recovering`).
+    pub recovering: bool,
 }
 
 impl Default for SoftView {
@@ -221,6 +223,7 @@ impl Default for SoftView {
             conf: ConfState::default(),
             committed_conf: ConfState::default(),
             removed: false,
+            recovering: false,
         }
     }
 }
@@ -265,6 +268,11 @@ pub(crate) struct Node {
     pub data_dir: std::path::PathBuf,
     /// The removal was logged, recorded and answered.
     pub removal_handled: bool,
+    /// `<data_dir>/recovering.toml` exists: removed once the core is no
+    /// longer recovering (see `startup`).
+    pub recovering_marked: bool,
+    /// When a follower's lost data was last logged, by follower.
+    pub loss_logged: BTreeMap<u64, tokio::time::Instant>,
 }
 
 /// The file in the data dir that records that the node was removed from
@@ -477,6 +485,8 @@ impl Node {
 
     fn publish(&mut self) {
         let st = self.raw.status();
+        self.after_recovery(st.recovering, st.commit);
+        self.report_follower_losses();
         self.soft_tx.send_if_modified(|v| {
             let new = SoftView {
                 role: st.role,
@@ -488,6 +498,7 @@ impl Node {
                 conf: st.conf.clone(),
                 committed_conf: st.committed_conf.clone(),
                 removed: st.removed,
+                recovering: st.recovering,
             };
             let changed = v.role != new.role
                 || v.leader != new.leader
@@ -497,10 +508,65 @@ impl Node {
                 || v.snapshot_index != new.snapshot_index
                 || v.conf != new.conf
                 || v.committed_conf != new.committed_conf
-                || v.removed != new.removed;
+                || v.removed != new.removed
+                || v.recovering != new.recovering;
             *v = new;
             changed
         });
+    }
+
+    /// Once the core is no longer recovering (and the Readies that caught
+    /// it up are durable: this runs after them), the marker goes.
+    fn after_recovery(&mut self, recovering: bool, commit: Index) {
+        if !self.recovering_marked || recovering {
+            return;
+        }
+        match crate::startup::LostData::clear(&self.data_dir) {
+            Ok(()) => {
+                self.recovering_marked = false;
+                tracing::info!(
+                    node = self.id,
+                    commit,
+                    "caught up with the leader: no longer recovering (votes and campaigns again)"
+                );
+            }
+            Err(e) => tracing::warn!(node = self.id, error = %e,
+                "cannot remove the recovering marker; retrying"),
+        }
+    }
+
+    /// Logs (rate-limited, per follower) and counts the followers the
+    /// core found to have lost data.
+    fn report_follower_losses(&mut self) {
+        let every = Duration::from_millis(crate::limits::FOLLOWER_LOSS_LOG_INTERVAL_MS);
+        for loss in self.raw.take_follower_losses() {
+            crate::observe::metrics::follower_lost_data(self.id, loss.id);
+            let now = tokio::time::Instant::now();
+            let due = self
+                .loss_logged
+                .get(&loss.id)
+                .is_none_or(|t| now.duration_since(*t) >= every);
+            if due {
+                self.loss_logged.insert(loss.id, now);
+                let what = if loss.follower_next == 0 {
+                    "holds no log at all (an empty data dir)".to_string()
+                } else {
+                    format!("its log ends before index {}", loss.follower_next)
+                };
+                tracing::error!(
+                    node = self.id,
+                    follower = loss.id,
+                    term = loss.term,
+                    match_index = loss.match_index,
+                    rejected = loss.rejected,
+                    "follower {} lost data it had acknowledged up to index {}: {what}; \
+                     repairing it from the leader's log or a snapshot (it does not count \
+                     for commit until it acknowledges again)",
+                    loss.id,
+                    loss.match_index
+                );
+            }
+        }
     }
 
     fn handle_request(&mut self, r: NodeRequest) -> Result<(), ServerError> {
@@ -873,30 +939,28 @@ fn storage(e: wal::Error) -> ServerError {
 
 /// Opens the WAL and, on a first start of a bootstrapping node, records the
 /// initial configuration as a snapshot at index 0.
+/// Opens the WAL in `dir`; with `voters`, a fresh WAL gets a new cluster's
+/// initial configuration (the snapshot at index 0).
 pub(crate) fn open_wal(
     dir: &std::path::Path,
     voters: Option<Vec<u64>>,
-) -> Result<Wal, ServerError> {
+) -> Result<(Wal, wal::RecoveryReport), ServerError> {
     let (mut wal, report) = Wal::open(dir, wal::Options::default()).map_err(storage)?;
-    tracing::info!(dir = %dir.display(), report = %report, "WAL opened");
     let fresh = LogStore::last_index(&wal) == 0
         && wal.hard_state().term == 0
         && wal.snapshot_meta().conf == ConfState::default();
-    if fresh {
-        if let Some(voters) = voters {
-            tracing::info!(?voters, "bootstrapping a new cluster");
-            wal.install_snapshot(raft::Snapshot {
-                meta: raft::SnapshotMeta {
-                    index: 0,
-                    term: 0,
-                    conf: ConfState::with_voters(voters),
-                },
-                data: Bytes::new(),
-            })
-            .map_err(storage)?;
-        }
+    if let (true, Some(voters)) = (fresh, voters) {
+        wal.install_snapshot(raft::Snapshot {
+            meta: raft::SnapshotMeta {
+                index: 0,
+                term: 0,
+                conf: ConfState::with_voters(voters),
+            },
+            data: Bytes::new(),
+        })
+        .map_err(storage)?;
     }
-    Ok(wal)
+    Ok((wal, report))
 }
 
 /// Runs `f`, which blocks (the WAL's fsync), without holding up other
@@ -981,7 +1045,7 @@ mod tests {
         for sub in ["wal", "kv"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let wal = open_wal(&dir.join("wal"), Some(vec![1, 2, 3])).unwrap();
+        let (wal, _) = open_wal(&dir.join("wal"), Some(vec![1, 2, 3])).unwrap();
         let raw = RawNode::new(raft::Config::new(3), wal).unwrap();
         let peers = (1..=3)
             .map(|i| (i, format!("127.0.0.1:{}", 1000 + i)))
@@ -1022,6 +1086,8 @@ mod tests {
             synced_term_vote: (0, None),
             data_dir: dir.to_path_buf(),
             removal_handled: false,
+            recovering_marked: false,
+            loss_logged: Default::default(),
         }
     }
 

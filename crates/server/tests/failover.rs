@@ -232,6 +232,7 @@ async fn a_node_wiped_of_its_data_is_restored_through_a_snapshot() {
     std::fs::remove_dir_all(&c.configs[&wiped].data_dir).unwrap();
     let cfg = c.configs.get_mut(&wiped).unwrap();
     cfg.join = true;
+    cfg.bootstrap = false;
     cfg.peers.clear();
     c.start_node(wiped).await;
     cl.add_learner(proto::kv::AddLearnerRequest {

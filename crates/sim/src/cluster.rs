@@ -80,6 +80,8 @@ pub struct Cluster {
     /// counted its lease before it took a clock), and no ticks for the time
     /// it was stalled.
     pub tick_clock: bool,
+    /// Sabotage: nodes that lost data restart without knowing it.
+    pub lost_data_undetected: bool,
     /// Run each node's `check_invariants()` after every step.
     pub core_invariants: bool,
     /// Clients start no new operations.
@@ -125,6 +127,7 @@ impl Cluster {
             trace_messages: false,
             local_reads: false,
             tick_clock: false,
+            lost_data_undetected: false,
             core_invariants: true,
             quiet: false,
             plan: None,
@@ -718,6 +721,78 @@ impl Cluster {
         }
     }
 
+    /// Damages the disk of crashed node `id`: replaced (an empty store,
+    /// restarted as a joining node with the same id) or, if `wipe` is
+    /// false, its log cut below its commit index. Returns whether anything
+    /// was done.
+    pub fn damage_disk(&mut self, id: NodeId, wipe: bool) -> bool {
+        let undetected = self.lost_data_undetected;
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return false;
+        };
+        let Some(store) = n.down_store.as_mut() else {
+            return false;
+        };
+        let what = if wipe {
+            *store = MemStore::new();
+            n.lost_floor = Some(0);
+            n.compacted_at = 0;
+            self.faults.disks_wiped += 1;
+            "disk replaced (empty store)".to_string()
+        } else {
+            let Ok((mut hs, _)) = store.initial_state() else {
+                return false;
+            };
+            let snap = store.snapshot_meta().index;
+            if hs.commit <= snap {
+                return false;
+            }
+            let to = self.rng.range(snap, hs.commit);
+            store.truncate_log_after(to);
+            if undetected {
+                // The hard state was cut with the log.
+                hs.commit = to;
+                if store
+                    .save_hard_state(&hs)
+                    .and_then(|()| store.sync())
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            n.lost_floor = Some(hs.commit);
+            self.faults.logs_truncated += 1;
+            format!("log cut after {to} (commit was {})", hs.commit)
+        };
+        self.trace.u64(0xd15c);
+        self.trace.u64(id);
+        self.log(|| format!("node {id}: {what}"));
+        true
+    }
+
+    /// Forgets the lost data of nodes that are repaired: up, no longer
+    /// recovering, and with nothing unsynced (as the server removes its
+    /// marker only after the Readies that repaired it are durable).
+    pub(crate) fn note_repaired(&mut self) {
+        for n in self.nodes.values_mut() {
+            if n.lost_floor.is_none() || n.in_flight.is_some() {
+                continue;
+            }
+            if let Some(raw) = &n.raw {
+                if !raw.is_recovering() && !raw.has_ready() {
+                    n.lost_floor = None;
+                }
+            }
+        }
+    }
+
+    /// Whether a node other than `id` lost data and is not repaired yet.
+    pub(crate) fn other_lost_data(&self, id: NodeId) -> bool {
+        self.nodes
+            .values()
+            .any(|n| n.id != id && !n.stopped && n.lost_floor.is_some())
+    }
+
     /// Restarts a crashed node from its durable store.
     pub fn restart(&mut self, id: NodeId) {
         let Some(n) = self.nodes.get_mut(&id) else {
@@ -735,7 +810,11 @@ impl Cluster {
             Ok(f) => f,
             Err(e) => return self.fail(format!("node {id}: restoring on restart: {e}")),
         };
-        let config = self.node_config(id, snapshot.meta.index);
+        let mut config = self.node_config(id, snapshot.meta.index);
+        if !self.lost_data_undetected {
+            // As the server's `recovering.toml`: kept until repaired.
+            config.recovering = self.nodes.get(&id).and_then(|n| n.lost_floor);
+        }
         let mut raw = match RawNode::new(config, store) {
             Ok(r) => r,
             Err(e) => return self.fail(format!("node {id}: restart: {e}")),

@@ -36,6 +36,10 @@ pub struct FaultPlan {
     pub next_id: NodeId,
     /// The `figure8` scenario's leader killer (see [`crate::figure8`]).
     pub killer: Option<LeaderKiller>,
+    /// Of the crashes, how many (per mille) also damage the disk: half
+    /// replace it (empty store), half cut the log below the commit index.
+    /// Only while no other node is still repairing lost data.
+    pub disk_fault_per_mille: u64,
 }
 
 impl Cluster {
@@ -93,6 +97,7 @@ impl Cluster {
         for id in due {
             self.restart(id);
         }
+        self.note_repaired();
         self.stop_removed(now);
         self.plan = Some(plan);
     }
@@ -147,6 +152,10 @@ impl Cluster {
         };
         let back = self.now + self.rng.range(100, 2000);
         self.crash(victim, back);
+        if self.rng.chance(plan.disk_fault_per_mille) && !self.other_lost_data(victim) {
+            let wipe = self.rng.chance(500);
+            self.damage_disk(victim, wipe);
+        }
         // The server's transport notices a dead process (connections
         // refused) and reports it; here most live nodes hear of it.
         for other in up.into_iter().filter(|&o| o != victim) {

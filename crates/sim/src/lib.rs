@@ -35,6 +35,15 @@
 //! committed entry. All of them run with every fault enabled; seeds take
 //! the four in turn.
 //!
+//! Disk faults (all but `figure8`): a crash sometimes damages the node's
+//! disk too: either the disk is replaced (the node restarts with an empty
+//! store under the same id, as a joining node: recovering) or its log loses
+//! its tail below the commit index (it finds that itself and recovers). At
+//! most one node at a time has lost data and is not repaired yet, so a
+//! majority always holds every committed entry. The `lost-data-undetected`
+//! sabotage restarts such nodes as if nothing was lost, to show the checks
+//! catch the elections that lose committed entries then.
+//!
 //! The checks themselves are tested: [`invariants`] has unit tests that
 //! feed each checker a known-unsafe state, and three [`Sabotage`] modes break
 //! the simulator on purpose (reads answered locally without ReadIndex;
@@ -162,6 +171,11 @@ pub enum Sabotage {
     /// not count a stall). With lease reads on, a leader resumed after a
     /// stall serves stale reads, which lincheck must catch.
     TickClock,
+    /// A node whose disk was wiped or whose log was cut restarts without
+    /// knowing it lost data (not recovering; a cut log's hard state is cut
+    /// with it), so it votes at once: committed entries can be lost, which
+    /// the checks must catch.
+    LostDataUndetected,
 }
 
 /// How to run.
@@ -224,6 +238,11 @@ pub struct FaultStats {
     pub down_reports: u64,
     /// Process stalls (see [`node`]).
     pub stalls: u64,
+    /// Crashed nodes whose disk was replaced: restarted empty, as a
+    /// joining node under the same id.
+    pub disks_wiped: u64,
+    /// Crashed nodes whose log lost its tail below the commit index.
+    pub logs_truncated: u64,
 }
 
 /// What a run found.
@@ -345,6 +364,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         heal_at: None,
         next_id: n + 1,
         killer: None,
+        disk_fault_per_mille: 0,
     };
     if scenario == Scenario::Figure8 {
         // Drawn after the common draws, so the other scenarios' runs do
@@ -368,6 +388,12 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     if !opts.stalls {
         plan.stall_per_mille = 0;
     }
+    // Disk faults are drawn after the stalls.
+    plan.disk_fault_per_mille = if scenario == Scenario::Figure8 {
+        0
+    } else {
+        rng.range(100, 400)
+    };
     let voters: Vec<NodeId> = (1..=n).collect();
     let mut report = Report::empty(seed, opts);
     let mut cluster = match Cluster::new(
@@ -391,6 +417,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     cluster.trace_messages = opts.trace_messages;
     cluster.local_reads = opts.sabotage == Some(Sabotage::LocalReads);
     cluster.tick_clock = opts.sabotage == Some(Sabotage::TickClock);
+    cluster.lost_data_undetected = opts.sabotage == Some(Sabotage::LostDataUndetected);
     cluster.core_invariants = opts.core_invariants;
     for i in 0..opts.clients.min(limits::CLIENTS_MAX) {
         let mut client = Client::new(i, rng.fork(), timing.clone());

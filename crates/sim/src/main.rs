@@ -46,7 +46,7 @@ struct Args {
     #[arg(long)]
     trace_messages: bool,
     /// Break the simulator on purpose to see the checks fire:
-    /// local-reads, retry-new-seq or tick-clock.
+    /// local-reads, retry-new-seq, tick-clock or lost-data-undetected.
     #[arg(long)]
     sabotage: Option<String>,
     /// Lease reads (and check-quorum) on in every run.
@@ -75,6 +75,8 @@ struct Tally {
     partitions: u64,
     conf_changes: u64,
     snapshots: u64,
+    /// Disks replaced and logs cut (see the crate docs).
+    disk_faults: u64,
 }
 
 fn run_caught(seed: u64, opts: &Options) -> Report {
@@ -116,8 +118,12 @@ fn main() -> ExitCode {
         Some("local-reads") => Some(Sabotage::LocalReads),
         Some("retry-new-seq") => Some(Sabotage::RetryWithNewSeq),
         Some("tick-clock") => Some(Sabotage::TickClock),
+        Some("lost-data-undetected") => Some(Sabotage::LostDataUndetected),
         Some(other) => {
-            eprintln!("unknown sabotage {other:?}: use local-reads, retry-new-seq or tick-clock");
+            eprintln!(
+                "unknown sabotage {other:?}: use local-reads, retry-new-seq, tick-clock or \
+                 lost-data-undetected"
+            );
             return ExitCode::from(2);
         }
     };
@@ -206,6 +212,7 @@ fn main() -> ExitCode {
         t.partitions += r.faults.partitions;
         t.conf_changes += r.faults.conf_changes_applied;
         t.snapshots += r.faults.snapshots_installed;
+        t.disk_faults += r.faults.disks_wiped + r.faults.logs_truncated;
         if let Some(v) = &r.violation {
             t.violations += 1;
             println!("seed {seed} ({}): VIOLATION {v}", r.scenario);
@@ -216,7 +223,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{:<11} {:>5} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8} {:>9}",
+        "{:<11} {:>5} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8} {:>9} {:>6}",
         "scenario",
         "runs",
         "violations",
@@ -228,12 +235,13 @@ fn main() -> ExitCode {
         "crashes",
         "parts",
         "confchg",
-        "snapshots"
+        "snapshots",
+        "disks"
     );
     let mut total = Tally::default();
     for (s, t) in &tallies {
         println!(
-            "{:<11} {:>5} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8} {:>9}",
+            "{:<11} {:>5} {:>10} {:>8} {:>7} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8} {:>9} {:>6}",
             s.name(),
             t.runs,
             t.violations,
@@ -245,7 +253,8 @@ fn main() -> ExitCode {
             t.crashes,
             t.partitions,
             t.conf_changes,
-            t.snapshots
+            t.snapshots,
+            t.disk_faults
         );
         total.runs += t.runs;
         total.violations += t.violations;

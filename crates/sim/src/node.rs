@@ -94,6 +94,9 @@ pub struct SimNode {
     pub ticks: u64,
     /// Ticks the node missed in its current stall.
     pub stall_ticks_missed: u64,
+    /// The node lost data (a disk fault) and is not repaired yet: the
+    /// floor it restarts recovering with (see `raft::Config::recovering`).
+    pub lost_floor: Option<Index>,
 }
 
 impl std::fmt::Debug for SimNode {
@@ -130,6 +133,7 @@ impl SimNode {
             stall: None,
             ticks: 0,
             stall_ticks_missed: 0,
+            lost_floor: None,
         }
     }
 

@@ -84,19 +84,35 @@ impl Cluster {
     /// Creates node `id` from the bootstrap configuration.
     pub fn add_node(&mut self, id: NodeId) {
         let store = MemStore::with_conf(self.bootstrap.clone());
-        self.add_node_with(id, store);
+        self.add_node_with(id, store, None);
     }
 
     /// Creates node `id` with an empty store, as a node joining later
     /// starts: it learns the configuration from the leader's snapshot.
     pub fn add_blank_node(&mut self, id: NodeId) {
-        self.add_node_with(id, MemStore::new());
+        self.add_node_with(id, MemStore::new(), None);
     }
 
-    fn add_node_with(&mut self, id: NodeId, store: MemStore) {
+    /// Node `id` lost its disk and restarts with an empty store, as a
+    /// joining node does: recovering (no votes, no campaigns) until the
+    /// leader has caught it up.
+    pub fn wipe(&mut self, id: NodeId) {
+        self.add_node_with(id, MemStore::new(), Some(0));
+    }
+
+    /// Node `id` crashes, its log loses everything after `index` (its hard
+    /// state stays), and it restarts.
+    pub fn truncate(&mut self, id: NodeId, index: Index) -> Result<(), String> {
+        self.crash(id)?;
+        self.node(id)?.raw.store_mut().truncate_log_after(index);
+        self.restart(id)
+    }
+
+    fn add_node_with(&mut self, id: NodeId, store: MemStore, recovering: Option<Index>) {
         let config = Config {
             id,
             seed: self.template.seed.wrapping_add(id),
+            recovering,
             ..self.template.clone()
         };
         let mut raw = RawNode::new(config.clone(), store).expect("valid config");
@@ -402,7 +418,7 @@ impl Cluster {
         let leader = s.leader.map_or("none".to_string(), |l| l.to_string());
         writeln!(
             out,
-            "{id}: {} term={} leader={leader} commit={} applied={} last={} snap={} voters={} learners={}{}{}",
+            "{id}: {} term={} leader={leader} commit={} applied={} last={} snap={} voters={} learners={}{}{}{}",
             s.role,
             s.term,
             s.commit,
@@ -412,6 +428,7 @@ impl Cluster {
             ids(&s.conf.voters),
             ids(&s.conf.learners),
             if s.removed { " removed" } else { "" },
+            if s.recovering { " recovering" } else { "" },
             if node.down { " (down)" } else { "" },
         )
         .unwrap();

@@ -16,6 +16,8 @@
 //! | `raftkv_proposals_total` | counter | node, result = ok / dropped |
 //! | `raftkv_messages_sent_total` | counter | node, type |
 //! | `raftkv_append_entries_rejected_total` | counter | node |
+//! | `raftkv_follower_lost_data_total` (leader: a follower rejected at or below its match) | counter | node, follower |
+//! | `raftkv_recovering` (1 while this node repairs lost data: no votes) | gauge | node |
 //! | `raftkv_follower_match_lag` (leader only: last log index − match index) | gauge | node, follower |
 //! | `raftkv_wal_append_seconds`, `raftkv_wal_fsync_seconds`, `raftkv_apply_seconds`, `raftkv_read_index_seconds` | histogram | node |
 //! | `raftkv_snapshot_sends_total`, `raftkv_snapshot_installs_total` | counter | node, result |
@@ -136,6 +138,14 @@ fn describe() {
     c!(
         "raftkv_append_entries_rejected_total",
         "AppendEntries rejected by followers (log mismatch)"
+    );
+    c!(
+        "raftkv_follower_lost_data_total",
+        "leader only: followers that rejected entries at or below their match index (lost data)"
+    );
+    g!(
+        "raftkv_recovering",
+        "1 while this node repairs lost data (grants no votes, does not campaign)"
     );
     c!(
         "raftkv_snapshot_sends_total",
@@ -262,6 +272,12 @@ pub fn set_removed(id: u64, removed: bool) {
     gauge!("raftkv_removed", "node" => node(id)).set(if removed { 1.0 } else { 0.0 });
 }
 
+/// This leader found that `follower` lost data it had acknowledged.
+pub fn follower_lost_data(id: u64, follower: u64) {
+    counter!("raftkv_follower_lost_data_total", "node" => node(id), "follower" => follower.to_string())
+        .increment(1);
+}
+
 /// The leader this node knows changed (to `None` too).
 pub fn leader_changed(id: u64) {
     counter!("raftkv_leader_changes_total", "node" => node(id)).increment(1);
@@ -347,6 +363,8 @@ pub struct CoreGauges {
     pub applied: u64,
     pub last_index: u64,
     pub snapshot_index: u64,
+    /// Recovering lost data.
+    pub recovering: bool,
     /// (follower, lag) for every other member, on the leader.
     pub lags: Vec<(u64, u64)>,
 }
@@ -360,6 +378,7 @@ pub fn set_core(id: u64, g: &CoreGauges) {
     gauge!("raftkv_applied_index", "node" => node(id)).set(g.applied as f64);
     gauge!("raftkv_last_log_index", "node" => node(id)).set(g.last_index as f64);
     gauge!("raftkv_snapshot_index", "node" => node(id)).set(g.snapshot_index as f64);
+    gauge!("raftkv_recovering", "node" => node(id)).set(if g.recovering { 1.0 } else { 0.0 });
     for (f, lag) in &g.lags {
         gauge!("raftkv_follower_match_lag", "node" => node(id), "follower" => f.to_string())
             .set(*lag as f64);

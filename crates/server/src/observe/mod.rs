@@ -110,6 +110,7 @@ impl Observer {
                     applied: *self.handle.applied.borrow(),
                     last_index: st.last_index,
                     snapshot_index: st.snapshot_index,
+                    recovering: st.recovering,
                     lags,
                 },
             );

@@ -148,6 +148,9 @@ impl pb::cluster_server::Cluster for ClusterService {
             snapshot_index: st.snapshot_index,
             members: self.members(&st.conf),
             removed: st.removed,
+            cluster_id: self.handle.identity.cluster_id,
+            incarnation: self.handle.identity.incarnation,
+            recovering: st.recovering,
         }))
     }
 

@@ -83,6 +83,8 @@ pub(crate) fn command_error(e: CommandError) -> Status {
 #[derive(Clone)]
 pub(crate) struct Handle {
     pub id: u64,
+    /// This node's identity (cluster id, incarnation), as of startup.
+    pub identity: crate::identity::Identity,
     pub addr: String,
     pub node_tx: mpsc::Sender<NodeRequest>,
     pub apply_tx: mpsc::Sender<ApplyMsg>,

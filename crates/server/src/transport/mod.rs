@@ -206,7 +206,7 @@ fn with_from_addr<T>(inner: &Inner, body: T) -> tonic::Request<T> {
     req
 }
 
-async fn connect(
+pub(crate) async fn connect(
     addr: &str,
     tls: Option<&tonic::transport::ClientTlsConfig>,
 ) -> Result<Channel, String> {

@@ -27,6 +27,10 @@ use crate::spool::Spool;
 /// The `Raft` gRPC service.
 pub(crate) struct RaftService {
     pub id: u64,
+    /// This node's identity, for `Probe`.
+    pub identity: crate::identity::Identity,
+    /// The driver's published state, for `Probe`.
+    pub soft: watch::Receiver<crate::node::SoftView>,
     pub peer_tx: mpsc::Sender<Message>,
     pub apply_tx: mpsc::Sender<ApplyMsg>,
     pub applied: watch::Receiver<u64>,
@@ -82,6 +86,22 @@ impl RaftService {
 
 #[tonic::async_trait]
 impl pb::raft_server::Raft for RaftService {
+    async fn probe(
+        &self,
+        req: Request<pb::ProbeRequest>,
+    ) -> Result<Response<pb::ProbeResponse>, Status> {
+        let from = req.into_inner().from;
+        let v = self.soft.borrow().clone();
+        tracing::debug!(node = self.id, from, "probed");
+        Ok(Response::new(pb::ProbeResponse {
+            node_id: self.id,
+            cluster_id: self.identity.cluster_id,
+            term: v.term,
+            last_index: v.last_index,
+            commit_index: v.commit,
+        }))
+    }
+
     async fn send(
         &self,
         req: Request<Streaming<pb::RaftMessage>>,

@@ -62,6 +62,8 @@ pub fn node_config(
         election_timeout_ticks_min: 10,
         election_timeout_ticks_max: 20,
         heartbeat_interval_ticks: 2,
+        // The first start makes the cluster; restarts ignore it.
+        bootstrap: true,
         ..Config::default()
     }
 }
@@ -129,9 +131,37 @@ impl Cluster {
         self.addrs.insert(id, addr.clone());
         let mut cfg = node_config(id, &addr, &BTreeMap::new(), self.dir.path());
         cfg.join = true;
+        cfg.bootstrap = false;
         self.configs.insert(id, cfg);
         self.start_node(id).await;
         addr
+    }
+
+    /// Runs node `id` from its config and expects it to refuse to start:
+    /// returns the error (panics if it is still running after 10 s).
+    pub async fn start_refused(&mut self, id: u64) -> ServerError {
+        let cfg = self.configs[&id].clone();
+        let listener = bind_retry(&cfg.listen_addr).await;
+        let run = server::run_with_listener(cfg, listener, std::future::pending());
+        match tokio::time::timeout(Duration::from_secs(10), run).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => panic!("node {id} started and stopped"),
+            Err(_) => panic!("node {id} started (still running after 10 s)"),
+        }
+    }
+
+    /// The state digest of every node's state machine, read from the data
+    /// dirs (stop the nodes first).
+    pub fn digests(&self) -> BTreeMap<u64, kv::StateDigest> {
+        self.configs
+            .iter()
+            .map(|(id, cfg)| {
+                let engine = bitcask::Bitcask::open(cfg.data_dir.join("kv"), Default::default())
+                    .expect("open the state machine's engine");
+                let sm = kv::StateMachine::open(std::sync::Arc::new(engine)).expect("open kv");
+                (*id, sm.digest().expect("digest"))
+            })
+            .collect()
     }
 
     /// Stops node `id` gracefully and waits for it; returns its result.
