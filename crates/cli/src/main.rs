@@ -23,6 +23,7 @@ mod limits;
 mod output;
 mod server_cmd;
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +36,10 @@ Quick start:
   raftkv put greeting hello   # in another terminal
   raftkv get greeting
   raftkv status
+
+Client options (--endpoints, --timeout, --json, --token, --cacert, --cert,
+--key) go before or after the command: `raftkv --cacert ca.pem get k` and
+`raftkv get k --cacert ca.pem` are the same; `raftkv get --help` lists them.
 
 Exit codes: 0 ok, 1 failed, 2 bad input, 3 key not found (get),
 4 compare failed (cas), 5 cluster unavailable or timed out.";
@@ -189,8 +194,64 @@ fn init_logs(default: &str, json: bool) {
     };
 }
 
+/// The command line with client options given before the command moved
+/// after it, where the command's parser takes them: `raftkv --cacert ca.pem
+/// get k` becomes `raftkv get --cacert ca.pem k`. Options before a command
+/// that takes none (`server`, `dev`, `certs`) stay where they are, and the
+/// parser refuses them there.
+pub fn hoist_client_options(args: Vec<OsString>) -> Vec<OsString> {
+    use clap::CommandFactory;
+    // Every client option's long name and whether it takes a value, from
+    // the parser's own definition.
+    let probe = ClientOpts::augment_args(clap::Command::new("probe"));
+    let takes_value = |name: &str| -> Option<bool> {
+        probe
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name))
+            .map(|a| a.get_action().takes_values())
+    };
+    let mut hoisted = Vec::new();
+    let mut i = 1;
+    while let Some(arg) = args.get(i) {
+        let Some(long) = arg.to_str().and_then(|a| a.strip_prefix("--")) else {
+            break;
+        };
+        let (name, inline_value) = match long.split_once('=') {
+            Some((n, _)) => (n, true),
+            None => (long, false),
+        };
+        match takes_value(name) {
+            Some(true) if !inline_value => {
+                let end = (i + 2).min(args.len());
+                hoisted.extend_from_slice(&args[i..end]);
+                i = end;
+            }
+            Some(_) => {
+                hoisted.push(arg.clone());
+                i += 1;
+            }
+            None => break,
+        }
+    }
+    let command = args.get(i).and_then(|a| a.to_str());
+    let takes_client_options = command.is_some_and(|name| {
+        Cli::command()
+            .find_subcommand(name)
+            .is_some_and(|sc| sc.get_arguments().any(|a| a.get_id() == "endpoints"))
+    });
+    if hoisted.is_empty() || !takes_client_options {
+        return args;
+    }
+    let mut out = Vec::with_capacity(args.len());
+    out.push(args[0].clone());
+    out.push(args[i].clone());
+    out.extend(hoisted);
+    out.extend_from_slice(&args[i + 1..]);
+    out
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_client_options(std::env::args_os().collect()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -343,6 +404,55 @@ mod tests {
         ));
         assert!(m.opts.json);
         assert_eq!(m.opts.endpoints, vec!["h:9"]);
+    }
+
+    fn hoisted(args: &[&str]) -> Vec<String> {
+        let argv = std::iter::once("raftkv")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        hoist_client_options(argv)
+            .into_iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn client_options_before_the_command_move_after_it() {
+        assert_eq!(
+            hoisted(&["--cacert", "ca.pem", "--json", "--token=t", "get", "k"]),
+            ["get", "--cacert", "ca.pem", "--json", "--token=t", "k"]
+        );
+        assert_eq!(
+            hoisted(&["--endpoints", "h:1", "members", "remove", "3"]),
+            ["members", "--endpoints", "h:1", "remove", "3"]
+        );
+        // Nothing to move, or a command without client options: unchanged.
+        assert_eq!(hoisted(&["get", "k", "--json"]), ["get", "k", "--json"]);
+        assert_eq!(
+            hoisted(&["--json", "server", "--id", "1"]),
+            ["--json", "server", "--id", "1"]
+        );
+        // A missing value: left for the parser to refuse.
+        assert_eq!(hoisted(&["--cacert"]), ["--cacert"]);
+
+        let parsed = |args: &[&str]| {
+            let argv = std::iter::once("raftkv")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            Cli::try_parse_from(hoist_client_options(argv))
+        };
+        let Ok(Cli {
+            command: Command::Put(p),
+        }) = parsed(&["--endpoints", "h:1,h:2", "--json", "put", "k", "v"])
+        else {
+            panic!("put");
+        };
+        assert_eq!(p.opts.endpoints, vec!["h:1", "h:2"]);
+        assert!(p.opts.json);
+        assert!(parsed(&["--json", "server", "--id", "1"]).is_err());
     }
 
     #[test]

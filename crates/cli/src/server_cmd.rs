@@ -9,6 +9,7 @@ use clap::Args;
 use crate::exit::CliError;
 
 #[derive(Debug, Args)]
+#[command(after_long_help = server_help_reference())]
 pub struct ServerArgs {
     /// A TOML config file (see the `server` crate docs for its fields);
     /// flags given too override it.
@@ -193,8 +194,18 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The TOML reference, after the flags in `raftkv server --help`.
+fn server_help_reference() -> String {
+    format!(
+        "Every setting, in the TOML file given with --config (flags override it):\n\n{}",
+        server::config_file::REFERENCE
+    )
+}
+
 pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     let config = args.to_config()?;
+    server::config_file::check_named_files(&config)
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
     tracing::info!(
         id = config.id,
         listen = %config.listen_addr,

@@ -280,7 +280,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Read a TOML file and parse it as [`from_toml_str`](Config::from_toml_str).
+    /// Read a TOML file and parse it as [`from_toml_str`](Config::from_toml_str);
+    /// relative paths it sets are relative to its directory.
     ///
     /// # Errors
     /// As `from_toml_str`, plus [`ConfigError::Read`].
@@ -290,7 +291,10 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_toml_str(&s)
+        let mut config = Config::from_toml_str(&s)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        crate::config_file::resolve_relative_paths(&mut config, &s, base)?;
+        Ok(config)
     }
 
     /// The address other nodes reach this node at: `peers[id]` if listed,

@@ -77,6 +77,7 @@
 mod addrbook;
 mod apply;
 pub mod config;
+pub mod config_file;
 mod descriptor;
 pub mod error;
 pub mod limits;

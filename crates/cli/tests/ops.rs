@@ -1,0 +1,275 @@
+//! What an operator does with the `raftkv` binary (issue 16): client options
+//! before the command, the server's config reference and file paths, binary
+//! keys and values, big responses, health checks, errors that name the fix,
+//! backup and restore. Each test runs the binary against its own nodes on
+//! testkit ports and temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::free_port;
+
+const RAFTKV: &str = env!("CARGO_BIN_EXE_raftkv");
+
+/// `raftkv ARGS` without the user's environment settings.
+fn raftkv(args: &[&str]) -> Output {
+    raftkv_in(args, None)
+}
+
+/// `raftkv ARGS` with `stdin` as its standard input.
+fn raftkv_in(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(RAFTKV);
+    cmd.args(args)
+        .env_remove("RAFTKV_TOKEN")
+        .env_remove("RAFTKV_CACERT")
+        .env_remove("RAFTKV_ENDPOINTS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => panic!("run raftkv: {e}"),
+    };
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        if let Err(e) = pipe.write_all(data) {
+            panic!("write stdin: {e}");
+        }
+    }
+    match child.wait_with_output() {
+        Ok(o) => o,
+        Err(e) => panic!("wait raftkv: {e}"),
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    match serde_json::from_slice(&o.stdout) {
+        Ok(v) => v,
+        Err(e) => panic!("not JSON ({e}): {}", text(o)),
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    }
+}
+
+fn write(path: &Path, data: impl AsRef<[u8]>) {
+    if let Err(e) = std::fs::write(path, data) {
+        panic!("write {}: {e}", path.display());
+    }
+}
+
+/// One `raftkv server` process, killed on drop.
+struct Node {
+    addr: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts `raftkv server ARGS` (its log in `log`) in the directory `cwd`.
+    fn spawn(addr: &str, args: &[&str], cwd: &Path, log: PathBuf) -> Node {
+        let file = match std::fs::File::create(&log) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let dup = match file.try_clone() {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let child = Command::new(RAFTKV)
+            .arg("server")
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(dup))
+            .stderr(Stdio::from(file))
+            .spawn();
+        match child {
+            Ok(c) => Node {
+                addr: addr.to_string(),
+                log,
+                child: Some(c),
+            },
+            Err(e) => panic!("spawn raftkv server: {e}"),
+        }
+    }
+
+    /// A single-node cluster with its data in `dir/name`, fast ticks.
+    fn single(dir: &Path, name: &str, extra: &[&str]) -> Node {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let data = dir.join(name);
+        let data = data.to_string_lossy();
+        let mut args = vec![
+            "--id",
+            "1",
+            "--listen",
+            &addr,
+            "--data-dir",
+            &data,
+            "--tick-ms",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        Node::spawn(&addr, &args, dir, dir.join(format!("{name}.log")))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `raftkv ARGS --endpoints ADDR --timeout 5 [EXTRA]` until it
+    /// succeeds (the node is up and leads), at most 20 s.
+    fn until_ok(&self, args: &[&str]) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = self.run(args);
+            if o.status.success() {
+                return o;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never succeeded: raftkv {args:?}: {}\nlog:\n{}",
+                text(&o),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `raftkv ARGS --endpoints ADDR --timeout 5`.
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_in(args, None)
+    }
+
+    fn run_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--endpoints", &self.addr, "--timeout", "5"]);
+        raftkv_in(&a, stdin)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ---- 1. Client options anywhere; the server's settings and files ----
+
+#[test]
+fn client_options_go_before_or_after_the_command() {
+    let dir = tempdir();
+    let node = Node::single(dir.path(), "n1", &[]);
+    node.until_ok(&["put", "k", "v"]);
+    let before = raftkv(&[
+        "--endpoints",
+        &node.addr,
+        "--json",
+        "--timeout",
+        "5",
+        "get",
+        "k",
+    ]);
+    assert!(before.status.success(), "{}", text(&before));
+    assert_eq!(json(&before)["kv"]["key"], "k", "{}", text(&before));
+    let after = node.run(&["get", "k", "--json"]);
+    assert_eq!(json(&before)["kv"], json(&after)["kv"]);
+    // Not for commands that take no client options.
+    let o = raftkv(&["--json", "certs", "--out", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn server_help_shows_every_toml_setting() {
+    let o = raftkv(&["server", "--help"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let help = text(&o);
+    for setting in [
+        "[tls]",
+        "[[auth.tokens]]",
+        "scan_limit_max",
+        "grpc_message_size_max",
+        "pre_vote",
+        "check_quorum",
+        "merge_dead_percent",
+        "--config",
+    ] {
+        assert!(help.contains(setting), "{setting} missing:\n{help}");
+    }
+}
+
+#[test]
+fn tls_paths_in_a_config_file_are_relative_to_it_and_checked_first() {
+    let dir = tempdir();
+    let etc = dir.path().join("etc");
+    if let Err(e) = std::fs::create_dir(&etc) {
+        panic!("{e}");
+    }
+    let o = raftkv(&[
+        "certs",
+        "--out",
+        &etc.join("certs").to_string_lossy(),
+        "--nodes",
+        "1",
+    ]);
+    assert!(o.status.success(), "raftkv certs: {}", text(&o));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = etc.join("node.toml");
+    let toml = format!(
+        "id = 1\nlisten_addr = \"{addr}\"\ndata_dir = \"data\"\ntick_interval_ms = 20\n\
+         [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node1.pem\"\nkey = \"certs/node1.key\"\n"
+    );
+    write(&cfg, &toml);
+    // Started from another directory: the paths still mean etc/...
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let node = Node::spawn(
+        &addr,
+        &["--config", &cfg_s],
+        dir.path(),
+        dir.path().join("n.log"),
+    );
+    let ca = etc.join("certs/ca.pem").to_string_lossy().to_string();
+    let o = node.until_ok(&["--cacert", &ca, "put", "k", "v"]);
+    assert!(o.status.success());
+    assert!(etc.join("data").is_dir(), "data dir not under etc/");
+    drop(node);
+
+    // A missing certificate: refused by name before any directory is made.
+    let bad = dir.path().join("bad");
+    if let Err(e) = std::fs::create_dir(&bad) {
+        panic!("{e}");
+    }
+    let bad_cfg = bad.join("node.toml");
+    write(&bad_cfg, toml.replace("certs/ca.pem", "certs/missing.pem"));
+    let o = raftkv(&["server", "--config", &bad_cfg.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("tls.ca") && text(&o).contains("missing.pem"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !bad.join("data").exists(),
+        "data dir created before the check"
+    );
+}
