@@ -17,6 +17,7 @@ mod bench;
 mod certs;
 mod cluster_cmd;
 mod dev;
+mod encoding;
 mod exit;
 mod kv_cmd;
 mod limits;
@@ -332,6 +333,7 @@ mod tests {
         );
         assert!(!a.opts.json && !a.serializable);
         assert_eq!(a.key, "k");
+        assert_eq!(a.enc.encoding, encoding::Encoding::Text);
     }
 
     #[test]
@@ -344,7 +346,8 @@ mod tests {
         };
         assert_eq!(p.opts.endpoints, vec!["h:1", "h:2"]);
         assert!(p.opts.json);
-        assert_eq!((p.key.as_str(), p.value.as_str()), ("k", "v"));
+        assert_eq!(p.key, "k");
+        assert_eq!(p.value.value.as_deref(), Some(std::ffi::OsStr::new("v")));
 
         let Ok(Cli {
             command: Command::Scan(s),
@@ -352,8 +355,8 @@ mod tests {
         else {
             panic!("scan");
         };
-        assert_eq!(s.from.as_deref(), Some("a"));
-        assert_eq!(s.to.as_deref(), Some("b"));
+        assert_eq!(s.from.as_deref(), Some(std::ffi::OsStr::new("a")));
+        assert_eq!(s.to.as_deref(), Some(std::ffi::OsStr::new("b")));
         assert_eq!(s.limit, 5);
 
         let Ok(Cli {
@@ -363,7 +366,11 @@ mod tests {
             panic!("cas");
         };
         assert!(c.expect_absent && c.new.is_none());
-        assert_eq!(c.new_or_expected(), Some("new"));
+        assert_eq!(
+            c.new_or_expected()
+                .map(|v| v.to_string_lossy().into_owned()),
+            Some("new".to_string())
+        );
 
         let Ok(Cli {
             command: Command::Bench(b),
@@ -458,6 +465,10 @@ mod tests {
     #[test]
     fn bad_command_lines_are_refused() {
         assert!(parse(&["put", "k"]).is_err());
+        assert!(parse(&["put", "k", "v", "--value-file", "f"]).is_err());
+        assert!(parse(&["put", "k", "--value-file", "f"]).is_ok());
+        assert!(parse(&["put", "k", "v", "--encoding", "rot13"]).is_err());
+        assert!(parse(&["get", "k", "--raw", "--json"]).is_err());
         assert!(parse(&["get", "k", "--timeout", "0"]).is_err());
         assert!(parse(&["scan", "--prefix", "p", "--from", "a"]).is_err());
         assert!(parse(&["cas", "k", "old", "new", "--expect-absent"]).is_err());

@@ -4,7 +4,8 @@
 //!
 //! - `header`: `{"node_id", "term", "applied_index", "leader_id"}`
 //! - a key: `{"key", "value", "create_index", "mod_index", "version"}`, key
-//!   and value as UTF-8 text (invalid bytes replaced by U+FFFD)
+//!   and value in base64 (standard alphabet, padded; as etcdctl), whatever
+//!   `--encoding` says: every byte string survives the trip
 //! - `put`: `{"header", "index", "prev_kv": key|null}`
 //! - `get`: `{"header", "kv": key|null}`
 //! - `del`: `{"header", "index", "deleted"}`
@@ -25,10 +26,7 @@
 use client::pb::{KeyValue, Member, ResponseHeader, Role, StatusResponse};
 use serde_json::{json, Value};
 
-/// Bytes as text for display.
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::encoding::base64;
 
 pub fn header_json(h: &Option<ResponseHeader>) -> Value {
     match h {
@@ -44,8 +42,8 @@ pub fn header_json(h: &Option<ResponseHeader>) -> Value {
 
 pub fn kv_json(kv: &KeyValue) -> Value {
     json!({
-        "key": text(&kv.key),
-        "value": text(&kv.value),
+        "key": base64(&kv.key),
+        "value": base64(&kv.value),
         "create_index": kv.create_index,
         "mod_index": kv.mod_index,
         "version": kv.version,
@@ -150,7 +148,7 @@ mod tests {
     fn json_shapes_are_stable() {
         assert_eq!(
             kv_json(&kv()),
-            json!({"key":"k","value":"v","create_index":3,"mod_index":5,"version":2})
+            json!({"key":"aw==","value":"dg==","create_index":3,"mod_index":5,"version":2})
         );
         assert_eq!(opt_kv_json(&None), Value::Null);
         let h = Some(ResponseHeader {
@@ -191,11 +189,6 @@ mod tests {
         );
         let e = error_json("h:1", &"refused");
         assert_eq!(e, json!({"addr":"h:1","ok":false,"error":"refused"}));
-    }
-
-    #[test]
-    fn invalid_utf8_is_shown_not_dropped() {
-        assert_eq!(text(b"a\xffb"), "a\u{fffd}b");
     }
 
     #[test]

@@ -191,7 +191,7 @@ fn client_options_go_before_or_after_the_command() {
         "k",
     ]);
     assert!(before.status.success(), "{}", text(&before));
-    assert_eq!(json(&before)["kv"]["key"], "k", "{}", text(&before));
+    assert_eq!(json(&before)["kv"]["key"], "aw==", "{}", text(&before));
     let after = node.run(&["get", "k", "--json"]);
     assert_eq!(json(&before)["kv"], json(&after)["kv"]);
     // Not for commands that take no client options.
@@ -272,4 +272,104 @@ fn tls_paths_in_a_config_file_are_relative_to_it_and_checked_first() {
         !bad.join("data").exists(),
         "data dir created before the check"
     );
+}
+
+// ---- 2. Binary keys and values ----
+
+/// `raftkv ARGS` where some arguments are raw bytes (not UTF-8).
+fn raftkv_raw(node: &Node, args: &[&[u8]]) -> Output {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(RAFTKV)
+        .args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+        .args(["--endpoints", &node.addr, "--timeout", "5"])
+        .env_remove("RAFTKV_ENDPOINTS")
+        .output();
+    match out {
+        Ok(o) => o,
+        Err(e) => panic!("run raftkv: {e}"),
+    }
+}
+
+fn b64(o: &Output, field: &str) -> String {
+    json(o)["kv"][field].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn binary_keys_and_values_go_through_hex_base64_raw_and_json() {
+    let dir = tempdir();
+    let node = Node::single(dir.path(), "n1", &[]);
+    node.until_ok(&["put", "warmup", "x"]);
+
+    // Raw non-UTF-8 bytes on the command line, as the shell passes them.
+    let o = raftkv_raw(&node, &[b"put", b"\xff\xfe", b"v\x80"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The same key in hex and base64; --json carries base64.
+    let o = node.run(&["get", "--encoding", "hex", "fffe", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        (b64(&o, "key"), b64(&o, "value")),
+        ("//4=".into(), "doA=".into())
+    );
+    let o = node.run(&["get", "--encoding", "base64", "//4=", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "doA=\n", "{}", text(&o));
+    let o = raftkv_raw(&node, &[b"get", b"\xff\xfe", b"-q"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "v\\x80\n",
+        "{}",
+        text(&o)
+    );
+    let o = node.run(&["get", "--encoding", "hex", "fffe", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "7680");
+    let o = node.run(&["get", "--encoding", "hex", "fffe", "--raw"]);
+    assert_eq!(o.stdout, b"v\x80");
+    // Text output escapes the invalid bytes instead of garbling them.
+    let o = node.run(&["scan", "--from", "\u{80}"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\\xff\\xfe"),
+        "{}",
+        text(&o)
+    );
+    // Hex in, hex out for a scan's keys.
+    let o = node.run(&["scan", "--encoding", "hex", "--prefix", "ff", "--keys-only"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "fffe",
+        "{}",
+        text(&o)
+    );
+    // Malformed hex: bad input, named.
+    let o = node.run(&["put", "--encoding", "hex", "xyz", "v"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("key is not hex"), "{}", text(&o));
+}
+
+#[test]
+fn values_come_from_stdin_or_a_file_past_the_argument_list_limit() {
+    let dir = tempdir();
+    let node = Node::single(dir.path(), "n1", &[]);
+    node.until_ok(&["put", "warmup", "x"]);
+    // 200 KB: more than one command-line argument may carry (128 KiB).
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let o = node.run_in(&["put", "from-stdin", "-"], Some(&big));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = node.run(&["get", "from-stdin", "--raw"]);
+    assert!(
+        o.stdout == big,
+        "stdin value differs ({} bytes back)",
+        o.stdout.len()
+    );
+    let file = dir.path().join("value.bin");
+    write(&file, &big[..150_000]);
+    let f = file.to_string_lossy().to_string();
+    let o = node.run(&["put", "from-file", "--value-file", &f]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = node.run(&["append", "from-file", "--value-file", &f]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = node.run(&["get", "from-file", "--raw"]);
+    assert_eq!(o.stdout.len(), 300_000);
+    assert!(o.stdout[150_000..] == big[..150_000]);
+    let o = node.run(&["put", "k", "--value-file", "/nonexistent/v"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("/nonexistent/v"), "{}", text(&o));
 }
