@@ -88,7 +88,8 @@ pub struct ScanArgs {
     /// The end key (exclusive).
     #[arg(long, value_name = "B")]
     pub to: Option<OsString>,
-    /// At most N keys (0: the server's maximum).
+    /// At most N keys, read in as many pages as needed (0: one page, as
+    /// many keys as one response of the node holds).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
     /// Keys only, without values.
@@ -271,7 +272,20 @@ pub async fn scan(a: ScanArgs) -> Result<(), CliError> {
     let e = a.enc.encoding;
     let request = scan_of(&a)?;
     let c = a.opts.client()?;
-    let r = c.scan(request).await?;
+    let mut r = c.scan(request.clone()).await?;
+    // A node ends a page at its response size limit too: read on until
+    // --limit keys (0: one page).
+    let want = a.limit as usize;
+    while r.more && r.kvs.len() < want {
+        let Some(last) = r.kvs.last() else { break };
+        let rest = request
+            .resume_after(&last.key)
+            .limit((want - r.kvs.len()).min(u32::MAX as usize) as u32);
+        let page = c.scan(rest).await?;
+        r.kvs.extend(page.kvs);
+        r.more = page.more;
+        r.header = page.header;
+    }
     if a.opts.json {
         print_json(&json!({
             "header": header_json(&r.header),
@@ -304,7 +318,7 @@ pub async fn scan(a: ScanArgs) -> Result<(), CliError> {
         "({} key(s){})",
         r.kvs.len(),
         if r.more {
-            "; more match: raise --limit or scan from after the last key"
+            "; more match: raise --limit or scan --from after the last key"
         } else {
             ""
         }

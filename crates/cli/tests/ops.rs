@@ -373,3 +373,112 @@ fn values_come_from_stdin_or_a_file_past_the_argument_list_limit() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("/nonexistent/v"), "{}", text(&o));
 }
+
+// ---- 3. Big responses, oversized requests ----
+
+// The client decodes whatever a node may encode.
+const _: () = assert!(client::limits::RESPONSE_SIZE_MAX >= server::limits::GRPC_MESSAGE_SIZE_CAP);
+
+fn client_of(addr: &str) -> client::Client {
+    let config = client::ClientConfig {
+        deadline: Duration::from_secs(10),
+        ..client::ClientConfig::default()
+    };
+    match client::Client::connect(vec![addr.to_string()], config) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_of_values_at_the_size_limit_come_in_pages_that_fit() {
+    let dir = tempdir();
+    let node = Node::single(dir.path(), "n1", &[]);
+    node.until_ok(&["put", "warmup", "x"]);
+    let c = client_of(&node.addr);
+    let max = server::limits::VALUE_SIZE_MAX;
+    for i in 0..8u8 {
+        let value = vec![b'a' + i; max];
+        if let Err(e) = c.put(format!("zbig{i}"), value).await {
+            panic!("put at the size limit: {e}");
+        }
+    }
+    // One page: cut by bytes below the 8 keys asked for, `more` set.
+    let page = match c.scan(client::Scan::prefix("zbig").limit(8)).await {
+        Ok(p) => p,
+        Err(e) => panic!("scan: {e}"),
+    };
+    assert!(page.more, "a page of 8 MiB was not cut");
+    assert!(
+        (1..8).contains(&page.kvs.len()),
+        "{} keys in a page",
+        page.kvs.len()
+    );
+    assert!(page.kvs.iter().all(|kv| kv.value.len() == max));
+    // The CLI reads the pages: every key, each value whole.
+    let o = node.run(&["scan", "--prefix", "zbig", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc = json(&o);
+    let kvs = doc["kvs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(kvs.len(), 8);
+    assert_eq!(doc["more"], false);
+    let b64_len = max.div_ceil(3) * 4;
+    assert!(kvs
+        .iter()
+        .all(|kv| kv["value"].as_str().map(str::len) == Some(b64_len)));
+    let o = node.run(&["scan", "--prefix", "zbig", "--limit", "5", "--keys-only"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 5);
+    assert!(text(&o).contains("more match"), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_invalid_argument() {
+    let dir = tempdir();
+    let node = Node::single(dir.path(), "n1", &[]);
+    node.until_ok(&["put", "warmup", "x"]);
+    let c = client_of(&node.addr);
+    let max = server::limits::VALUE_SIZE_MAX;
+    // One byte over the value limit: the node's own check.
+    match c.put("k", vec![0u8; max + 1]).await {
+        Err(client::Error::InvalidArgument(m)) => assert!(m.contains("value"), "{m}"),
+        other => panic!("value limit + 1: {other:?}"),
+    }
+    // 100 MiB: over the client's message limit.
+    match c.put("k", vec![0u8; 100 << 20]).await {
+        Err(client::Error::InvalidArgument(m)) => {
+            assert!(m.contains("value_size_max"), "{m}")
+        }
+        other => panic!("100 MiB: {other:?}"),
+    }
+    // 5 MiB from a client without a limit of its own: over the node's
+    // decoding limit, answered INVALID_ARGUMENT (tonic says OUT_OF_RANGE).
+    let channel = match tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr)) {
+        Ok(e) => e.connect().await,
+        Err(e) => panic!("{e}"),
+    };
+    let channel = match channel {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let mut raw = client::pb::kv_client::KvClient::new(channel)
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(usize::MAX);
+    let status = match raw
+        .put(client::pb::PutRequest {
+            key: "k".into(),
+            value: vec![0u8; 5 << 20].into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => panic!("a 5 MiB put was accepted"),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("value_size_max"), "{status:?}");
+    // Through the CLI: bad input, exit code 2.
+    let f = dir.path().join("big");
+    write(&f, vec![1u8; max + 1]);
+    let o = node.run(&["put", "k", "--value-file", &f.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

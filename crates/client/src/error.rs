@@ -5,7 +5,7 @@
 //! | `UNAVAILABLE` (with or without a leader hint), connection failures | [`Error::Unavailable`] once the deadline passes | yes, following the hint or the next endpoint |
 //! | `RESOURCE_EXHAUSTED` | [`Error::ResourceExhausted`] once the deadline passes | yes, with backoff |
 //! | an attempt timing out | [`Error::DeadlineExceeded`] once the deadline passes | yes, on the next endpoint |
-//! | `INVALID_ARGUMENT` | [`Error::InvalidArgument`] | no |
+//! | `INVALID_ARGUMENT`, or `OUT_OF_RANGE` for a message over a size limit | [`Error::InvalidArgument`] | no |
 //! | `NOT_FOUND` | [`Error::NotFound`] | no |
 //! | `ALREADY_EXISTS` | [`Error::AlreadyExists`] | no |
 //! | `FAILED_PRECONDITION` | [`Error::FailedPrecondition`] (session errors are handled inside) | no |
@@ -113,6 +113,14 @@ impl Error {
         let message = status.message().to_string();
         match status.code() {
             tonic::Code::InvalidArgument => Error::InvalidArgument(message),
+            // tonic's answer to a message over a size limit, on this side
+            // (a request over the client's encoding limit) or a node's.
+            tonic::Code::OutOfRange if message.contains("message length too large") => {
+                Error::InvalidArgument(format!(
+                    "message too large ({message}): keys and values must stay within the \
+                     cluster's limits (limits.key_size_max, limits.value_size_max)"
+                ))
+            }
             tonic::Code::NotFound => Error::NotFound(message),
             tonic::Code::AlreadyExists => Error::AlreadyExists(message),
             tonic::Code::FailedPrecondition

@@ -257,7 +257,7 @@ pub async fn run_with_listener(
     // Kv messages: requests up to the configured size, responses (a Scan's)
     // up to the state machine's limit; the same for forwarded calls.
     let msg_max = config.limits.grpc_message_size_max;
-    let response_max = msg_max.max(kv::limits::RESPONSE_SIZE_MAX);
+    let response_max = service::response_size_max(&config.limits);
     let forwarder = service::forward::Forwarder::new(
         peer_tls.clone(),
         msg_max,

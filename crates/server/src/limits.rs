@@ -21,6 +21,10 @@ pub const SCAN_LIMIT_MAX: u32 = kv::limits::SCAN_LIMIT_MAX as u32;
 /// Default largest gRPC message the node decodes, in bytes (a request with a
 /// maximal key and value plus framing fits well within it).
 pub const GRPC_MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
+
+/// Bytes of a Scan response kept free for its header and framing: a page's
+/// key-values fill the rest of the response size limit.
+pub const SCAN_RESPONSE_HEADROOM: usize = 4096;
 /// How long a write or read waits for its entry to apply (or its read
 /// index) before answering `Unavailable` (the client retries), in ms.
 pub const REQUEST_WAIT_MS_MAX: u64 = 10_000;

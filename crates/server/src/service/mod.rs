@@ -97,6 +97,14 @@ pub(crate) struct Handle {
     pub forwarder: Arc<forward::Forwarder>,
 }
 
+/// The largest Kv response a node encodes (a Scan page is cut to fit): the
+/// request limit, but never below what the state machine may answer.
+pub(crate) fn response_size_max(limits: &Limits) -> usize {
+    limits
+        .grpc_message_size_max
+        .max(::kv::limits::RESPONSE_SIZE_MAX)
+}
+
 impl Handle {
     pub(crate) fn header(&self) -> pb::ResponseHeader {
         let soft = self.soft.borrow();
