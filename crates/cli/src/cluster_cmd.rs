@@ -64,7 +64,7 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
             })
             .collect();
         print_json(&json!({ "nodes": list }));
-        return Ok(());
+        return unreachable(&nodes);
     }
     let mut rows = Vec::new();
     let mut down = Vec::new();
@@ -111,7 +111,19 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     for d in down {
         eprintln!("unreachable: {d}");
     }
-    Ok(())
+    unreachable(&nodes)
+}
+
+/// An error when some node did not answer (after the output was printed).
+fn unreachable(nodes: &[client::NodeStatus]) -> Result<(), CliError> {
+    let down = nodes.iter().filter(|n| n.status.is_err()).count();
+    if down == 0 {
+        return Ok(());
+    }
+    Err(CliError::Unreachable(format!(
+        "{down} of {} node(s) unreachable",
+        nodes.len()
+    )))
 }
 
 fn print_members(r: &MembersResponse, json_out: bool) {

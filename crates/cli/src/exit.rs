@@ -3,11 +3,11 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the operation failed (server error, a node failed to start...) |
+//! | 1 | the operation failed (server error, a node failed to start, `endpoint health` found an unhealthy node...) |
 //! | 2 | bad input: a malformed command line, config or argument (empty key, value over the limit...) |
 //! | 3 | `get`: the key does not exist |
 //! | 4 | `cas`: the compare failed |
-//! | 5 | the cluster could not be reached or did not answer in time |
+//! | 5 | the cluster could not be reached or did not answer in time; `status`: a node did not answer |
 
 use client::Error as ClientError;
 
@@ -33,6 +33,10 @@ pub enum CliError {
     /// A bad flag, file or argument.
     #[error("{0}")]
     BadInput(String),
+    /// Some nodes asked about did not answer (the others' answers were
+    /// printed).
+    #[error("{0}")]
+    Unreachable(String),
     /// Anything else (a node that failed, an I/O error).
     #[error("{0}")]
     Failed(String),
@@ -53,6 +57,7 @@ impl CliError {
             CliError::NotFound(_) => NOT_FOUND,
             CliError::CasFailed(_) => CAS_FAILED,
             CliError::BadInput(_) => BAD_INPUT,
+            CliError::Unreachable(_) => UNAVAILABLE,
             CliError::Failed(_) => FAILURE,
         }
     }

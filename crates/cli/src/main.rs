@@ -18,6 +18,7 @@ mod certs;
 mod cluster_cmd;
 mod dev;
 mod encoding;
+mod endpoint_cmd;
 mod exit;
 mod kv_cmd;
 mod limits;
@@ -121,8 +122,10 @@ pub enum Command {
     /// Compare-and-swap: set KEY to NEW if its value is EXPECTED (exit code
     /// 4 when it is not).
     Cas(kv_cmd::CasArgs),
-    /// Show every node's status.
+    /// Show every node's status (exit 5 when one is unreachable).
     Status(cluster_cmd::StatusArgs),
+    /// Check the health of nodes (`endpoint health [--cluster]`).
+    Endpoint(endpoint_cmd::EndpointArgs),
     /// Show or change the cluster's members.
     Members(cluster_cmd::MembersArgs),
     /// Hand leadership to another voter.
@@ -293,6 +296,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Scan(a) => kv_cmd::scan(a).await,
                 Command::Cas(a) => kv_cmd::cas(a).await,
                 Command::Status(a) => cluster_cmd::status(a).await,
+                Command::Endpoint(a) => endpoint_cmd::run(a).await,
                 Command::Members(a) => cluster_cmd::members(a).await,
                 Command::TransferLeader(a) => cluster_cmd::transfer_leader(a).await,
                 Command::Snapshot(a) => cluster_cmd::snapshot(a).await,

@@ -482,3 +482,111 @@ async fn oversized_requests_are_invalid_argument() {
     let o = node.run(&["put", "k", "--value-file", &f.to_string_lossy()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+// ---- 4. Health checks ----
+
+/// Three nodes of one cluster, data in `dir/n1..n3`.
+fn three_nodes(dir: &Path) -> Vec<Node> {
+    let addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    (0..3)
+        .map(|i| {
+            let id = (i + 1).to_string();
+            let data = dir.join(format!("n{id}")).to_string_lossy().to_string();
+            let args = [
+                "--id",
+                &id,
+                "--listen",
+                &addrs[i],
+                "--peers",
+                &peers,
+                "--data-dir",
+                &data,
+                "--tick-ms",
+                "20",
+            ];
+            Node::spawn(&addrs[i], &args, dir, dir.join(format!("n{id}.log")))
+        })
+        .collect()
+}
+
+#[test]
+fn endpoint_health_and_status_fail_when_a_node_is_down() {
+    let dir = tempdir();
+    let mut nodes = three_nodes(dir.path());
+    nodes[0].until_ok(&["put", "k", "v"]);
+    let all = nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Every node knows the leader soon after the first write.
+        let o = raftkv(&["endpoint", "health", "--endpoints", &all, "--timeout", "5"]);
+        if o.status.success() {
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout)
+                    .matches("is healthy")
+                    .count(),
+                3
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // --cluster finds the members from one endpoint.
+    let o = nodes[0].run(&["endpoint", "health", "--cluster", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let list = json(&o)["endpoints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 3, "{}", text(&o));
+
+    // Node 3 down.
+    if let Some(mut c) = nodes[2].child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let o = nodes[0].run(&["endpoint", "health", "--cluster"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains(&format!("{} is unhealthy: unreachable", nodes[2].addr)),
+        "{out}"
+    );
+    assert_eq!(out.matches("is healthy").count(), 2, "{out}");
+    assert!(
+        text(&o).contains("1 of 3 endpoint(s) unhealthy"),
+        "{}",
+        text(&o)
+    );
+    // Only the live endpoint asked: healthy.
+    let o = nodes[0].run(&["endpoint", "health"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // status prints the table and exits 5.
+    let o = nodes[0].run(&["status"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("down"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("1 of 3 node(s) unreachable"),
+        "{}",
+        text(&o)
+    );
+    let o = nodes[0].run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(json(&o)["nodes"].as_array().map(Vec::len), Some(3));
+}
