@@ -159,6 +159,15 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
         .collect::<Vec<_>>()
         .join(",");
 
+    let mut ports = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        ports.push((format!("node {}", i + 1), addr.clone()));
+        if let Some(http) = http_addr_of(addr) {
+            ports.push((format!("node {}'s web page", i + 1), http));
+        }
+    }
+    crate::dev_support::check_ports_free(&ports)?;
+
     let mut nodes: Vec<Node> = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let id = i as u64 + 1;
@@ -199,7 +208,8 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
         }
         for n in &nodes {
             if let Ok(s) = client.status_of(&n.addr).await {
-                if role_name(s.role) == "leader" {
+                // Only our own nodes count (not another cluster's there).
+                if s.id == n.id && role_name(s.role) == "leader" {
                     leader = Some(s.id);
                 }
             }
@@ -231,7 +241,18 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
     eprintln!("stopping {} node(s)...", nodes.len());
     stop_all(&mut nodes).await;
     if temporary {
-        if let Err(e) = std::fs::remove_dir_all(&root) {
+        let busy: Vec<String> = nodes
+            .iter()
+            .filter(|n| crate::dev_support::in_use(&n.data_dir))
+            .map(|n| n.data_dir.display().to_string())
+            .collect();
+        if !busy.is_empty() {
+            eprintln!(
+                "kept {}: another process uses {} (a node started by hand?)",
+                root.display(),
+                busy.join(", ")
+            );
+        } else if let Err(e) = std::fs::remove_dir_all(&root) {
             eprintln!("could not delete {}: {e}", root.display());
         }
     }

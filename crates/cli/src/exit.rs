@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | the operation failed (server error, a node failed to start, `endpoint health` found an unhealthy node...) |
-//! | 2 | bad input: a malformed command line, config or argument (empty key, value over the limit...) |
+//! | 2 | bad input: a malformed command line, config or argument (empty key, value over the limit...), or client settings that do not fit the node (TLS, CA, an HTTP port) |
 //! | 3 | `get`: the key does not exist |
 //! | 4 | `cas`: the compare failed |
 //! | 5 | the cluster could not be reached or did not answer in time; `status`: a node did not answer |
@@ -48,6 +48,7 @@ impl CliError {
         match self {
             CliError::Client(e) => match e {
                 ClientError::InvalidArgument(_)
+                | ClientError::Misconfigured(_)
                 | ClientError::InvalidEndpoint { .. }
                 | ClientError::NoEndpoints => BAD_INPUT,
                 ClientError::CasFailed { .. } => CAS_FAILED,
@@ -72,8 +73,21 @@ impl From<server::ServerError> for CliError {
     fn from(e: server::ServerError) -> Self {
         match e {
             server::ServerError::Config(c) => CliError::BadInput(c.to_string()),
-            e => CliError::Failed(e.to_string()),
+            e => CliError::Failed(with_disk_hint(e.to_string())),
         }
+    }
+}
+
+/// `message` with what to do when it says a disk is full (ENOSPC, "os
+/// error 28", from the WAL or the state machine).
+pub fn with_disk_hint(message: String) -> String {
+    if message.contains("os error 28") || message.contains("No space left on device") {
+        format!(
+            "{message}\n  the disk is full: free space in the node's data dir (or give it \
+             a larger volume), then restart the node; its data up to the failure is intact"
+        )
+    } else {
+        message
     }
 }
 
@@ -106,5 +120,15 @@ mod tests {
         assert_eq!(c(ClientError::NotFound("member 9".into())), FAILURE);
         assert_eq!(CliError::NotFound("k".into()).code(), NOT_FOUND);
         assert_eq!(CliError::BadInput("x".into()).code(), BAD_INPUT);
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_the_fix() {
+        let full = with_disk_hint(
+            "state machine: write kv/0001.data: No space left on device (os error 28)".into(),
+        );
+        assert!(full.contains("the disk is full"), "{full}");
+        let other = with_disk_hint("raft: something else".into());
+        assert_eq!(other, "raft: something else");
     }
 }

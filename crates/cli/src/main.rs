@@ -17,6 +17,7 @@ mod bench;
 mod certs;
 mod cluster_cmd;
 mod dev;
+mod dev_support;
 mod encoding;
 mod endpoint_cmd;
 mod exit;

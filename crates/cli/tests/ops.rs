@@ -75,6 +75,18 @@ fn write(path: &Path, data: impl AsRef<[u8]>) {
     }
 }
 
+/// A new log file, twice (for a child's stdout and stderr).
+fn log_pair(log: &Path) -> (std::fs::File, std::fs::File) {
+    let file = match std::fs::File::create(log) {
+        Ok(f) => f,
+        Err(e) => panic!("{e}"),
+    };
+    match file.try_clone() {
+        Ok(dup) => (file, dup),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// One `raftkv server` process, killed on drop.
 struct Node {
     addr: String,
@@ -85,14 +97,7 @@ struct Node {
 impl Node {
     /// Starts `raftkv server ARGS` (its log in `log`) in the directory `cwd`.
     fn spawn(addr: &str, args: &[&str], cwd: &Path, log: PathBuf) -> Node {
-        let file = match std::fs::File::create(&log) {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        };
-        let dup = match file.try_clone() {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        };
+        let (file, dup) = log_pair(&log);
         let child = Command::new(RAFTKV)
             .arg("server")
             .args(args)
@@ -589,4 +594,187 @@ fn endpoint_health_and_status_fail_when_a_node_is_down() {
     let o = nodes[0].run(&["status", "--json"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert_eq!(json(&o)["nodes"].as_array().map(Vec::len), Some(3));
+}
+
+// ---- 5. Errors that name the fix ----
+
+#[test]
+fn tls_mismatches_and_wrong_ports_are_named_at_once() {
+    let dir = tempdir();
+    for (out, what) in [("certs", "cluster"), ("other", "another CA")] {
+        let o = raftkv(&[
+            "certs",
+            "--out",
+            &dir.path().join(out).to_string_lossy(),
+            "--nodes",
+            "1",
+        ]);
+        assert!(o.status.success(), "certs for {what}: {}", text(&o));
+    }
+    let addr = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("node.toml");
+    write(
+        &cfg,
+        format!(
+            "id = 1\nlisten_addr = \"{addr}\"\nhttp_addr = \"{http}\"\ndata_dir = \"data\"\n\
+             tick_interval_ms = 20\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node1.pem\"\n\
+             key = \"certs/node1.key\"\n"
+        ),
+    );
+    let tls = Node::spawn(
+        &addr,
+        &["--config", &cfg.to_string_lossy()],
+        dir.path(),
+        dir.path().join("tls.log"),
+    );
+    let ca = dir
+        .path()
+        .join("certs/ca.pem")
+        .to_string_lossy()
+        .to_string();
+    let other_ca = dir
+        .path()
+        .join("other/ca.pem")
+        .to_string_lossy()
+        .to_string();
+    tls.until_ok(&["--cacert", &ca, "put", "k", "v"]);
+    let plain = Node::single(dir.path(), "plain", &[]);
+    plain.until_ok(&["put", "k", "v"]);
+
+    let cases: [(&str, Vec<&str>, &str); 4] = [
+        (
+            "plaintext to TLS",
+            vec!["get", "k", "--endpoints", &addr],
+            "pass --cacert",
+        ),
+        (
+            "wrong CA",
+            vec!["get", "k", "--endpoints", &addr, "--cacert", &other_ca],
+            "not signed by the CA",
+        ),
+        (
+            "the HTTP port",
+            vec!["get", "k", "--endpoints", &http],
+            "http_addr",
+        ),
+        (
+            "TLS to plaintext",
+            vec!["get", "k", "--endpoints", &plain.addr, "--cacert", &ca],
+            "does not speak TLS",
+        ),
+    ];
+    for (what, args, fix) in cases {
+        let mut args = args;
+        args.extend_from_slice(&["--timeout", "10"]);
+        let t0 = Instant::now();
+        let o = raftkv(&args);
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", text(&o));
+        assert!(text(&o).contains(fix), "{what}: {}", text(&o));
+        // Not retried until the 10 s deadline.
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{what}: {:?}",
+            t0.elapsed()
+        );
+    }
+}
+
+#[test]
+fn dev_refuses_ports_in_use_naming_them() {
+    let held = match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    };
+    let port = match held.local_addr() {
+        Ok(a) => a.port(),
+        Err(e) => panic!("{e}"),
+    };
+    let dir = tempdir();
+    let t0 = Instant::now();
+    let o = raftkv(&[
+        "dev",
+        "--nodes",
+        "1",
+        "--base-port",
+        &port.to_string(),
+        "--data-dir",
+        &dir.path().to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("127.0.0.1:{port}")) && text(&o).contains("--base-port"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("node(s) up"), "{}", text(&o));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+/// A node on a 150 MiB tmpfs (its own mount namespace; needs root or user
+/// namespaces, else the test says so and passes without running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_named_in_the_nodes_last_words() {
+    let dir = tempdir();
+    let mnt = dir.path().join("mnt");
+    if let Err(e) = std::fs::create_dir(&mnt) {
+        panic!("{e}");
+    }
+    let probe = Command::new("unshare")
+        .args(["-m", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: cannot create a mount namespace here (unshare -m)");
+        return;
+    }
+    let addr = format!("127.0.0.1:{}", free_port());
+    let script = format!(
+        "mount -t tmpfs -o size=150m tmpfs '{m}' && exec '{RAFTKV}' server --id 1 \
+         --listen {addr} --data-dir '{m}/d' --tick-ms 20 --snapshot-threshold 20",
+        m = mnt.display()
+    );
+    let log = dir.path().join("node.log");
+    let (file, dup) = log_pair(&log);
+    let child = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .stdout(Stdio::from(dup))
+        .stderr(Stdio::from(file))
+        .spawn();
+    let mut node = match child {
+        Ok(c) => Node {
+            addr,
+            log,
+            child: Some(c),
+        },
+        Err(e) => panic!("{e}"),
+    };
+    node.until_ok(&["put", "warmup", "x"]);
+    let c = client_of(&node.addr);
+    let value = vec![7u8; 1 << 20];
+    let mut failed = None;
+    for i in 0..100 {
+        if let Err(e) = c.put(format!("fill{i}"), value.clone()).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    assert!(
+        failed.is_some(),
+        "100 MiB fit in 150 MiB with 128 MiB of WAL"
+    );
+    let t0 = Instant::now();
+    while node
+        .child
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(20), "node still up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let words = node.log_text();
+    assert!(
+        words.contains("No space left on device") && words.contains("the disk is full"),
+        "{words}"
+    );
 }

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::ClientConfig;
+use crate::diagnose::misconfiguration;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::security::{Auth, Conn};
@@ -197,7 +198,12 @@ impl Client {
                     }
                     return Ok(response.into_inner());
                 }
-                Ok(Err(status)) => classify(&status, route),
+                Ok(Err(status)) => {
+                    if let Some(fix) = misconfiguration(&status, config.tls.is_some()) {
+                        return Err(Error::Misconfigured(format!("{addr}: {fix}")));
+                    }
+                    classify(&status, route)
+                }
                 Err(_) => Failure::Retry {
                     message: format!("{addr}: no answer within {budget:?}"),
                     in_doubt: true,
@@ -267,12 +273,18 @@ impl Client {
         let channel = self.inner.channel(&addr)?;
         match tokio::time::timeout(budget, attempt(channel)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(match classify(&status, Route::Any) {
-                Failure::Retry { message, .. } => Error::Unavailable {
-                    last: format!("{addr}: {message}"),
+            Ok(Err(status)) => Err(
+                match (
+                    misconfiguration(&status, self.config().tls.is_some()),
+                    classify(&status, Route::Any),
+                ) {
+                    (Some(fix), _) => Error::Misconfigured(format!("{addr}: {fix}")),
+                    (None, Failure::Retry { message, .. }) => Error::Unavailable {
+                        last: format!("{addr}: {message}"),
+                    },
+                    (None, _) => Error::from_status(&status),
                 },
-                _ => Error::from_status(&status),
-            }),
+            ),
             Err(_) => Err(Error::DeadlineExceeded {
                 last: format!("{addr}: no answer within {budget:?}"),
             }),

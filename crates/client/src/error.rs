@@ -9,6 +9,7 @@
 //! | `NOT_FOUND` | [`Error::NotFound`] | no |
 //! | `ALREADY_EXISTS` | [`Error::AlreadyExists`] | no |
 //! | `FAILED_PRECONDITION` | [`Error::FailedPrecondition`] (session errors are handled inside) | no |
+//! | a transport failure that shows a settings mismatch (TLS vs plaintext, a wrong CA, an HTTP port) | [`Error::Misconfigured`], naming the fix | no |
 //! | anything else | [`Error::Server`] | no |
 
 use proto::kv::KeyValue;
@@ -64,6 +65,11 @@ pub enum Error {
     /// applied, the client opens a new session and retries by itself.)
     #[error("session expired while a write was in doubt: {0}")]
     SessionExpired(String),
+    /// The client's settings do not match the node (TLS to a plaintext
+    /// node or the reverse, a CA that did not sign the node's certificate,
+    /// the node's HTTP port): the message names the fix. Not retried.
+    #[error("{0}")]
+    Misconfigured(String),
     /// An endpoint is not a valid `host:port`.
     #[error("invalid endpoint `{endpoint}`: {reason}")]
     InvalidEndpoint {

@@ -416,8 +416,10 @@ pub async fn run_with_listener(
         .await
         .map_err(|e| ServerError::Task(e.to_string()))?
         .map_err(|_| ServerError::Task("the apply thread panicked".into()))?;
-    driver_result?;
+    // A failed apply thread is the cause when the driver stopped because
+    // the apply task did (say, the disk is full): report it first.
     apply_result?;
+    driver_result?;
     if let Some(Err(e)) = server_result {
         return Err(ServerError::Serve(e));
     }
