@@ -22,3 +22,5 @@ pub const BENCH_PRELOAD_TASKS_MAX: u64 = 64;
 /// `--value-file`), in bytes: above any node's `value_size_max` cap, so
 /// the node's own limit is the one that answers.
 pub const VALUE_INPUT_SIZE_MAX: usize = 64 * 1024 * 1024;
+/// Lines typed into `raftkv dev` waiting to be handled.
+pub const DEV_STDIN_LINES_MAX: usize = 16;

@@ -778,3 +778,178 @@ async fn a_full_disk_is_named_in_the_nodes_last_words() {
         "{words}"
     );
 }
+
+// ---- 6. raftkv dev: restart a node; keep a directory in use ----
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is of
+        // a process this test started (directly or through dev).
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Waits until `path` holds `needle`; its text.
+fn wait_for_text(path: &Path, needle: &str, within: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "no `{needle}` in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dev_restarts_a_killed_node_and_keeps_a_directory_in_use() {
+    use std::io::Write;
+    let base = testkit::free_port_run(3, 100);
+    let dir = tempdir();
+    let (out, err) = (dir.path().join("dev.out"), dir.path().join("dev.err"));
+    let (out_f, err_f) = (log_pair(&out).0, log_pair(&err).0);
+    let dev = Command::new(RAFTKV)
+        .args(["dev", "--nodes", "3", "--tick-ms", "20"])
+        .args(["--base-port", &base.to_string()])
+        // The temporary data dir goes under our own.
+        .env("TMPDIR", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(out_f))
+        .stderr(Stdio::from(err_f))
+        .spawn();
+    let mut dev = match dev {
+        Ok(c) => Node {
+            addr: format!("127.0.0.1:{base}"),
+            log: err.clone(),
+            child: Some(c),
+        },
+        Err(e) => panic!("{e}"),
+    };
+    let banner = wait_for_text(&out, "Ctrl-C stops the cluster", Duration::from_secs(30));
+    assert!(banner.contains("restart N"), "{banner}");
+    let pid_of = |id: u64| -> u32 {
+        let line = banner
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("node {id} ")))
+            .unwrap_or("");
+        let pid = line.split_whitespace().skip_while(|w| *w != "pid").nth(1);
+        match pid.and_then(|p| p.parse().ok()) {
+            Some(p) => p,
+            None => panic!("no pid for node {id} in {banner}"),
+        }
+    };
+    let root = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("Data in "))
+        .and_then(|l| l.split(" (").next())
+        .map(PathBuf::from);
+    let Some(root) = root else {
+        panic!("no data dir in {banner}")
+    };
+    let addr2 = format!("127.0.0.1:{}", base + 1);
+    let get2 = || {
+        raftkv(&[
+            "get",
+            "k",
+            "--serializable",
+            "--endpoints",
+            &addr2,
+            "--timeout",
+            "2",
+        ])
+    };
+    dev.until_ok(&["put", "k", "v"]);
+
+    // kill -9 node 2; `restart 2` brings it back with its data.
+    signal(pid_of(2), libc::SIGKILL);
+    let t0 = Instant::now();
+    while get2().status.success() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "node 2 still answers"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(stdin) = dev.child.as_mut().and_then(|c| c.stdin.as_mut()) else {
+        panic!("no stdin")
+    };
+    if let Err(e) = stdin.write_all(b"restart 2\nstop 3\n") {
+        panic!("{e}");
+    }
+    let _ = stdin.flush();
+    wait_for_text(&err, "node 2 restarted", Duration::from_secs(10));
+    wait_for_text(&err, "node 3 stopped", Duration::from_secs(20));
+    let t0 = Instant::now();
+    loop {
+        let o = get2();
+        if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "v" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "node 2 not back: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Node 3 started by hand on dev's data: Ctrl-C on dev keeps the dir.
+    let peers = (0..3)
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let addr3 = format!("127.0.0.1:{}", base + 2);
+    let data3 = root.join("node-3").to_string_lossy().to_string();
+    let by_hand = Node::spawn(
+        &addr3,
+        &[
+            "--id",
+            "3",
+            "--listen",
+            &addr3,
+            "--peers",
+            &peers,
+            "--data-dir",
+            &data3,
+            "--tick-ms",
+            "20",
+        ],
+        dir.path(),
+        dir.path().join("hand.log"),
+    );
+    by_hand.until_ok(&["get", "k", "--serializable"]);
+    if let Some(pid) = dev.child.as_ref().map(Child::id) {
+        signal(pid, libc::SIGINT);
+    }
+    let t0 = Instant::now();
+    while dev
+        .child
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "dev did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let words = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(
+        words.contains("kept") && words.contains("node-3"),
+        "{words}"
+    );
+    assert!(
+        root.join("node-3").join("wal").is_dir(),
+        "the running node's dir was deleted"
+    );
+    let o = by_hand.run(&["get", "k", "--serializable"]);
+    assert!(
+        o.status.success(),
+        "the node started by hand broke: {}",
+        text(&o)
+    );
+}
