@@ -13,6 +13,7 @@
 //! stdout). Errors are one line on stderr, `error: ...`, and the exit code
 //! says what happened (see [`exit`]).
 
+mod backup_cmd;
 mod bench;
 mod certs;
 mod cluster_cmd;
@@ -131,7 +132,9 @@ pub enum Command {
     Members(cluster_cmd::MembersArgs),
     /// Hand leadership to another voter.
     TransferLeader(cluster_cmd::TransferArgs),
-    /// Make nodes snapshot their state and compact their logs.
+    /// Make nodes snapshot their state and compact their logs; `snapshot
+    /// save FILE` backs up the cluster, `snapshot restore FILE` seeds a new
+    /// one.
     Snapshot(cluster_cmd::SnapshotArgs),
     /// Load-generate against a cluster and report throughput and latency.
     Bench(bench::BenchArgs),

@@ -91,7 +91,7 @@ impl ServerArgs {
     }
 }
 
-fn parse_peer(s: &str) -> Result<(u64, String), String> {
+pub fn parse_peer(s: &str) -> Result<(u64, String), String> {
     let (id, addr) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not ID=HOST:PORT"))?;

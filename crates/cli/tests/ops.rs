@@ -385,8 +385,9 @@ fn values_come_from_stdin_or_a_file_past_the_argument_list_limit() {
 const _: () = assert!(client::limits::RESPONSE_SIZE_MAX >= server::limits::GRPC_MESSAGE_SIZE_CAP);
 
 fn client_of(addr: &str) -> client::Client {
+    // Generous: these tests share two cores with other clusters.
     let config = client::ClientConfig {
-        deadline: Duration::from_secs(10),
+        deadline: Duration::from_secs(30),
         ..client::ClientConfig::default()
     };
     match client::Client::connect(vec![addr.to_string()], config) {
@@ -492,6 +493,19 @@ async fn oversized_requests_are_invalid_argument() {
 
 /// Three nodes of one cluster, data in `dir/n1..n3`.
 fn three_nodes(dir: &Path) -> Vec<Node> {
+    three_nodes_named(dir, "n")
+}
+
+/// Three nodes of one cluster on new ports, data in `dir/{prefix}1..3`;
+/// 50 ms ticks (elections after 0.5-1 s: debug builds on a loaded machine
+/// stall on large entries).
+fn three_nodes_named(dir: &Path, prefix: &str) -> Vec<Node> {
+    three_nodes_prepared(dir, prefix, |_, _, _| {})
+}
+
+/// As [`three_nodes_named`], calling `prepare(id, data dir, peers)` for
+/// each node before it starts.
+fn three_nodes_prepared(dir: &Path, prefix: &str, prepare: impl Fn(&str, &str, &str)) -> Vec<Node> {
     let addrs: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
@@ -504,7 +518,11 @@ fn three_nodes(dir: &Path) -> Vec<Node> {
     (0..3)
         .map(|i| {
             let id = (i + 1).to_string();
-            let data = dir.join(format!("n{id}")).to_string_lossy().to_string();
+            let data = dir
+                .join(format!("{prefix}{id}"))
+                .to_string_lossy()
+                .to_string();
+            prepare(&id, &data, &peers);
             let args = [
                 "--id",
                 &id,
@@ -515,9 +533,9 @@ fn three_nodes(dir: &Path) -> Vec<Node> {
                 "--data-dir",
                 &data,
                 "--tick-ms",
-                "20",
+                "50",
             ];
-            Node::spawn(&addrs[i], &args, dir, dir.join(format!("n{id}.log")))
+            Node::spawn(&addrs[i], &args, dir, dir.join(format!("{prefix}{id}.log")))
         })
         .collect()
 }
@@ -952,4 +970,149 @@ fn dev_restarts_a_killed_node_and_keeps_a_directory_in_use() {
         "the node started by hand broke: {}",
         text(&o)
     );
+}
+
+// ---- 7. Backup and restore ----
+
+/// Every key and value, read page by page.
+async fn all_pairs(c: &client::Client) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut scan = client::Scan::all().limit(0);
+    loop {
+        let page = match c.scan(scan.clone()).await {
+            Ok(p) => p,
+            Err(e) => panic!("scan: {e}"),
+        };
+        out.extend(
+            page.kvs
+                .iter()
+                .map(|kv| (kv.key.to_vec(), kv.value.to_vec())),
+        );
+        match page.kvs.last() {
+            Some(last) if page.more => scan = scan.resume_after(&last.key),
+            _ => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_into_a_new_cluster_with_every_key() {
+    let dir = tempdir();
+    let old = three_nodes_named(dir.path(), "old");
+    old[0].until_ok(&["put", "warmup", "x"]);
+    let c = client_of(&old[0].addr);
+    // 500 keys of assorted sizes (binary ones too), three of 400 KB: the
+    // backup spans several chunks.
+    for i in 0..500u32 {
+        let key = format!("key/{i:04}").into_bytes();
+        let value = match i % 5 {
+            0 => vec![0xff, 0x00, i as u8],
+            1 => vec![b'v'; 100 + i as usize],
+            _ => format!("value {i}").into_bytes(),
+        };
+        if let Err(e) = c.put(key, value).await {
+            panic!("put {i}: {e}");
+        }
+    }
+    for i in 0..3u8 {
+        if let Err(e) = c.put(vec![0xfe, i], vec![i; 400_000]).await {
+            panic!("big put: {e}");
+        }
+    }
+    let want = all_pairs(&c).await;
+    assert_eq!(want.len(), 504);
+
+    // Save (client options before the command), while the cluster runs.
+    let file = dir.path().join("backup.rkv");
+    let f = file.to_string_lossy().to_string();
+    let o = raftkv(&[
+        "--endpoints",
+        &old[1].addr,
+        "--json",
+        "snapshot",
+        "save",
+        &f,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let saved = json(&o);
+    assert!(saved["index"].as_u64().is_some_and(|i| i >= 504), "{saved}");
+    assert!(saved["chunks"].as_u64().is_some_and(|n| n >= 2), "{saved}");
+    assert!(!dir.path().join("backup.rkv.part").exists());
+
+    // Destroy the cluster: processes and data.
+    drop(old);
+    for i in 1..=3 {
+        if let Err(e) = std::fs::remove_dir_all(dir.path().join(format!("old{i}"))) {
+            panic!("{e}");
+        }
+    }
+
+    // A damaged copy is refused before anything is written.
+    let mut bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    let damaged = dir.path().join("damaged.rkv");
+    write(&damaged, &bytes);
+    let target = dir.path().join("never");
+    let o = raftkv(&[
+        "snapshot",
+        "restore",
+        &damaged.to_string_lossy(),
+        "--data-dir",
+        &target.to_string_lossy(),
+        "--id",
+        "1",
+        "--peers",
+        "1=127.0.0.1:1",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("damaged"), "{}", text(&o));
+    assert!(!target.exists(), "a damaged backup wrote a data dir");
+
+    // Restore into a new cluster: new ports, the same ids.
+    let new = three_nodes_prepared(dir.path(), "new", |id, data, peers| {
+        let o = raftkv(&[
+            "snapshot",
+            "restore",
+            &f,
+            "--data-dir",
+            data,
+            "--id",
+            id,
+            "--peers",
+            peers,
+        ]);
+        assert!(o.status.success(), "restore node {id}: {}", text(&o));
+    });
+    new[0].until_ok(&["put", "after-restore", "yes"]);
+    let c = client_of(&new[2].addr);
+    let mut got = all_pairs(&c).await;
+    got.retain(|(k, _)| k != b"after-restore");
+    assert!(
+        got == want,
+        "restored data differs: {} vs {} keys",
+        got.len(),
+        want.len()
+    );
+    // Every node has it (a serializable read on each).
+    for n in &new {
+        let o = n.run(&[
+            "get",
+            "--serializable",
+            "--encoding",
+            "hex",
+            "fe02",
+            "--raw",
+        ]);
+        assert_eq!(
+            o.stdout.len(),
+            400_000,
+            "node {}: {}",
+            n.addr,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }

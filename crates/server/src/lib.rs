@@ -76,6 +76,7 @@
 
 mod addrbook;
 mod apply;
+pub mod backup;
 pub mod config;
 pub mod config_file;
 mod descriptor;

@@ -94,3 +94,14 @@ const _: () = assert!(KEY_SIZE_MAX <= KEY_SIZE_CAP);
 const _: () = assert!(VALUE_SIZE_MAX <= VALUE_SIZE_CAP);
 const _: () = assert!(KEY_SIZE_MAX + VALUE_SIZE_MAX + 4096 <= GRPC_MESSAGE_SIZE_MAX);
 const _: () = assert!(PEER_RECONNECT_BACKOFF_MS_MIN <= PEER_RECONNECT_BACKOFF_MS_MAX);
+
+/// Bytes a backup chunk aims at (`Cluster/Backup`; a chunk holds at least
+/// one record, so it may be larger, up to [`BACKUP_CHUNK_BYTES_MAX`]).
+pub const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Largest chunk a backup file may hold (the state machine's largest
+/// snapshot chunk).
+pub const BACKUP_CHUNK_BYTES_MAX: usize = kv::limits::CHUNK_BYTES_MAX;
+
+/// Backup chunks read ahead of a slow client.
+pub const BACKUP_CHUNKS_IN_FLIGHT_MAX: usize = 4;

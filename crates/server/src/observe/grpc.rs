@@ -106,6 +106,7 @@ fn method_label(path: &str) -> &'static str {
         "/raftkv.kv.Cluster/Remove",
         "/raftkv.kv.Cluster/TransferLeader",
         "/raftkv.kv.Cluster/Snapshot",
+        "/raftkv.kv.Cluster/Backup",
         "/raftkv.raft.Raft/Send",
         "/raftkv.raft.Raft/InstallSnapshot",
         "/raftkv.health.Health/Ping",

@@ -270,6 +270,15 @@ impl pb::cluster_server::Cluster for ClusterService {
         }))
     }
 
+    type BackupStream = crate::backup::BackupStream;
+
+    async fn backup(
+        &self,
+        _req: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        crate::backup::serve(&self.handle).await.map(Response::new)
+    }
+
     async fn snapshot(
         &self,
         _req: Request<pb::SnapshotRequest>,
