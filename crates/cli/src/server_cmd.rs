@@ -61,6 +61,10 @@ pub struct ServerArgs {
     /// (default 256 MiB).
     #[arg(long, value_name = "BYTES")]
     pub data_file_size_max: Option<u64>,
+    /// WAL segment size, in bytes (default 64 MiB; each segment file is
+    /// preallocated, up to two at once: lower it on small volumes).
+    #[arg(long, value_name = "BYTES")]
+    pub wal_segment_size: Option<u64>,
     /// Snapshot and compact the log every this many applied entries.
     #[arg(long, value_name = "ENTRIES")]
     pub snapshot_threshold: Option<u64>,
@@ -155,6 +159,9 @@ impl ServerArgs {
         }
         if let Some(v) = self.data_file_size_max {
             c.storage.file_size_max = v;
+        }
+        if let Some(v) = self.wal_segment_size {
+            c.storage.wal_segment_size_max = v;
         }
         if let Some(v) = self.snapshot_threshold {
             c.snapshot_threshold_entries = v;
@@ -297,9 +304,15 @@ mod tests {
             ),
             (1000, 500, 1_048_576)
         );
+        let c = args(&["--id", "1", "--wal-segment-size", "4194304"]).to_config();
+        assert_eq!(
+            c.map(|c| c.storage.wal_segment_size_max).ok(),
+            Some(4_194_304)
+        );
         for bad in [
             ["--merge-check-interval-ms", "0"],
             ["--data-file-size-max", "10"],
+            ["--wal-segment-size", "4096"],
         ] {
             let e = args(&["--id", "1", bad[0], bad[1]]).to_config();
             assert!(e.is_err(), "{bad:?} accepted");

@@ -729,43 +729,60 @@ fn dev_refuses_ports_in_use_naming_them() {
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
-/// A node on a 150 MiB tmpfs (its own mount namespace; needs root or user
-/// namespaces, else the test says so and passes without running).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_is_named_in_the_nodes_last_words() {
-    let dir = tempdir();
-    let mnt = dir.path().join("mnt");
-    if let Err(e) = std::fs::create_dir(&mnt) {
-        panic!("{e}");
-    }
+/// Runs `script` (`{m}`: a fresh tmpfs of `size`, `{addr}`: a free
+/// address) with `sh` in a mount namespace of its own, its output in
+/// `dir/log`; `None` (saying so) where mount namespaces are not allowed.
+fn in_tmpfs(dir: &Path, size: &str, log: &str, script: &str) -> Option<Node> {
     let probe = Command::new("unshare")
         .args(["-m", "true"])
         .stderr(Stdio::null())
         .status();
     if !probe.is_ok_and(|s| s.success()) {
         eprintln!("skipped: cannot create a mount namespace here (unshare -m)");
-        return;
+        return None;
+    }
+    let mnt = dir.join(format!("{log}.mnt"));
+    if let Err(e) = std::fs::create_dir(&mnt) {
+        panic!("{e}");
     }
     let addr = format!("127.0.0.1:{}", free_port());
+    let m = mnt.display().to_string();
     let script = format!(
-        "mount -t tmpfs -o size=150m tmpfs '{m}' && exec '{RAFTKV}' server --id 1 \
-         --listen {addr} --data-dir '{m}/d' --tick-ms 20 --snapshot-threshold 20",
-        m = mnt.display()
+        "mount -t tmpfs -o size={size} tmpfs '{m}' || exit 90\n{}",
+        script
+            .replace("{m}", &m)
+            .replace("{addr}", &addr)
+            .replace("{raftkv}", RAFTKV)
     );
-    let log = dir.path().join("node.log");
+    let log = dir.join(log);
     let (file, dup) = log_pair(&log);
     let child = Command::new("unshare")
         .args(["-m", "sh", "-c", &script])
         .stdout(Stdio::from(dup))
         .stderr(Stdio::from(file))
         .spawn();
-    let mut node = match child {
-        Ok(c) => Node {
+    match child {
+        Ok(c) => Some(Node {
             addr,
             log,
             child: Some(c),
-        },
+        }),
         Err(e) => panic!("{e}"),
+    }
+}
+
+/// A node on a 150 MiB tmpfs filled up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_named_in_the_nodes_last_words() {
+    let dir = tempdir();
+    let Some(mut node) = in_tmpfs(
+        dir.path(),
+        "150m",
+        "node.log",
+        "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
+         --snapshot-threshold 20",
+    ) else {
+        return;
     };
     node.until_ok(&["put", "warmup", "x"]);
     let c = client_of(&node.addr);
@@ -1115,4 +1132,75 @@ async fn a_backup_restores_into_a_new_cluster_with_every_key() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+}
+
+// ---- 8. The WAL's disk footprint ----
+
+#[test]
+fn a_small_volume_needs_and_takes_a_smaller_wal_segment_size() {
+    let dir = tempdir();
+    // 30 MiB: the default 64 MiB segment cannot be preallocated. The node
+    // stops naming the full disk and leaves no partial file behind.
+    let Some(mut node) = in_tmpfs(
+        dir.path(),
+        "30m",
+        "default.log",
+        "'{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d'\n\
+         echo \"exit $?\"; echo \"files:\"; ls '{m}/d/wal'",
+    ) else {
+        return;
+    };
+    let t0 = Instant::now();
+    while node
+        .child
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{}",
+            node.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = node.log_text();
+    assert!(
+        out.contains("the disk is full") && !out.contains("exit 0"),
+        "{out}"
+    );
+    let files = out.split("files:").nth(1).unwrap_or("");
+    assert!(!files.contains(".tmp"), "a partial segment was left: {out}");
+
+    // 4 MiB segments: it starts, serves, and its WAL stays small.
+    let Some(node) = in_tmpfs(
+        dir.path(),
+        "30m",
+        "small.log",
+        "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
+         --wal-segment-size 4194304",
+    ) else {
+        return;
+    };
+    for i in 0..20 {
+        node.until_ok(&["put", &format!("k{i}"), "v"]);
+    }
+    let o = node.run(&["get", "k19", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "v");
+    // Through the node's view of its mount namespace.
+    let pid = node.child.as_ref().map(Child::id).unwrap_or(0);
+    let wal = PathBuf::from(format!("/proc/{pid}/root"))
+        .join(dir.path().strip_prefix("/").unwrap_or(dir.path()))
+        .join("small.log.mnt/d/wal");
+    let bytes: u64 = match std::fs::read_dir(&wal) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum(),
+        Err(e) => panic!("{}: {e}", wal.display()),
+    };
+    assert!(
+        bytes <= 2 * 4 * 1024 * 1024 + 64 * 1024,
+        "the WAL takes {bytes} bytes"
+    );
 }

@@ -39,6 +39,7 @@
 //! merge_dead_percent = 50         # merge once this share of record bytes is dead (0: never)
 //! merge_dead_bytes_min = 67108864 # ... and at least this many bytes are dead
 //! merge_check_interval_ms = 10000 # how often to look
+//! wal_segment_size_max = 67108864 # WAL segment files (preallocated; up to ~2 at once)
 //!
 //! [limits]
 //! key_size_max = 4096
@@ -168,6 +169,11 @@ pub struct Storage {
     pub merge_dead_bytes_min: u64,
     /// How often the engine is looked at, in ms.
     pub merge_check_interval_ms: u64,
+    /// The WAL's segment size: each segment file is preallocated to it, and
+    /// the next one is preallocated once the active one is half full, so
+    /// the WAL holds up to about twice this much beyond its live entries.
+    /// Small volumes need a small value.
+    pub wal_segment_size_max: u64,
 }
 
 impl Default for Storage {
@@ -177,6 +183,7 @@ impl Default for Storage {
             merge_dead_percent: 50,
             merge_dead_bytes_min: 64 * 1024 * 1024,
             merge_check_interval_ms: 10_000,
+            wal_segment_size_max: wal::limits::SEGMENT_SIZE_DEFAULT,
         }
     }
 }
@@ -386,6 +393,18 @@ impl Config {
         }
         if st.merge_dead_percent > 100 {
             return Err(invalid("storage.merge_dead_percent", "must be in 0..=100"));
+        }
+        if !(limits::WAL_SEGMENT_SIZE_MIN..=wal::limits::SEGMENT_SIZE_MAX)
+            .contains(&st.wal_segment_size_max)
+        {
+            return Err(invalid(
+                "storage.wal_segment_size_max",
+                format!(
+                    "must be in {}..={}",
+                    limits::WAL_SEGMENT_SIZE_MIN,
+                    wal::limits::SEGMENT_SIZE_MAX
+                ),
+            ));
         }
         if st.merge_check_interval_ms == 0 {
             return Err(invalid(

@@ -195,6 +195,7 @@ pub async fn run_with_listener(
     let wal = node::open_wal(
         &dir.join("wal"),
         (!config.join).then(|| config.initial_voters()),
+        config.storage.wal_segment_size_max,
     )?;
     let applied = sm.applied_index().min(raft::LogStore::last_index(&wal));
     let seed_rng = std::time::SystemTime::now()

@@ -105,3 +105,7 @@ pub const BACKUP_CHUNK_BYTES_MAX: usize = kv::limits::CHUNK_BYTES_MAX;
 
 /// Backup chunks read ahead of a slow client.
 pub const BACKUP_CHUNKS_IN_FLIGHT_MAX: usize = 4;
+
+/// Smallest WAL segment size a config may ask for (`storage.wal_segment_size_max`):
+/// smaller segments mean a file per few entries.
+pub const WAL_SEGMENT_SIZE_MIN: u64 = 1024 * 1024;

@@ -718,8 +718,13 @@ fn storage(e: wal::Error) -> ServerError {
 pub(crate) fn open_wal(
     dir: &std::path::Path,
     voters: Option<Vec<u64>>,
+    segment_size_max: u64,
 ) -> Result<Wal, ServerError> {
-    let (mut wal, report) = Wal::open(dir, wal::Options::default()).map_err(storage)?;
+    let options = wal::Options {
+        segment_size_max,
+        ..wal::Options::default()
+    };
+    let (mut wal, report) = Wal::open(dir, options).map_err(storage)?;
     tracing::info!(dir = %dir.display(), report = %report, "WAL opened");
     let fresh = LogStore::last_index(&wal) == 0
         && wal.hard_state().term == 0
