@@ -139,6 +139,11 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     for d in down {
         eprintln!("unreachable: {d}");
     }
+    for n in &nodes {
+        if let Some(w) = n.status.as_ref().ok().and_then(crate::output::disk_warning) {
+            eprintln!("{}: {w}", n.addr);
+        }
+    }
     unreachable(&nodes)
 }
 

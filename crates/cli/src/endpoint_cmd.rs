@@ -1,7 +1,8 @@
 //! `raftkv endpoint health`: is each node up and part of a working cluster?
 //!
-//! A node is healthy when it answers a status call within the timeout and
-//! knows a leader (so it can serve reads and writes). The command checks
+//! A node is healthy when it answers a status call within the timeout,
+//! knows a leader (so it can serve reads and writes) and has more free disk
+//! than its reserve. The command checks
 //! the `--endpoints` given, or with `--cluster` every member the cluster
 //! reports too, and exits 1 when any is unhealthy or unreachable.
 
@@ -60,6 +61,9 @@ pub async fn run(a: EndpointArgs) -> Result<(), CliError> {
         tasks.spawn(async move {
             let t0 = Instant::now();
             let verdict = match c.status_of(&addr).await {
+                Ok(s) if crate::output::disk_warning(&s).is_some() => {
+                    Err(crate::output::disk_warning(&s).unwrap_or_default())
+                }
                 Ok(s) if s.leader_id != 0 => Ok(s.leader_id),
                 Ok(_) => Err("no leader known (election under way, or no quorum)".to_string()),
                 Err(e) => Err(format!("unreachable: {e}")),

@@ -15,7 +15,8 @@
 //!   `{"succeeded": false, "current": key|null}`
 //! - `status`: `{"nodes": [{"addr", "ok": true, "id", "role", "term",
 //!   "leader_id", "leader_addr", "commit_index", "applied_index",
-//!   "last_log_index", "snapshot_index", "members": [member...]} |
+//!   "last_log_index", "snapshot_index", "members": [member...],
+//!   "disk_free_bytes", "disk_reserve_bytes"} |
 //!   {"addr", "ok": false, "error"}]}`
 //! - member: `{"id", "addr", "role": "voter"|"learner"}`
 //! - `members`: `{"header", "members": [member...], "index"}`
@@ -87,6 +88,20 @@ pub fn status_json(addr: &str, s: &StatusResponse) -> Value {
         "last_log_index": s.last_log_index,
         "snapshot_index": s.snapshot_index,
         "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
+        "disk_free_bytes": s.disk_free_bytes,
+        "disk_reserve_bytes": s.disk_reserve_bytes,
+    })
+}
+
+/// A warning when a node's disk is below its reserve (it refuses writes as
+/// leader), else `None`.
+pub fn disk_warning(s: &StatusResponse) -> Option<String> {
+    (s.disk_reserve_bytes > 0 && s.disk_free_bytes < s.disk_reserve_bytes).then(|| {
+        format!(
+            "disk nearly full: {} bytes free, below the reserve of {} (writes are refused \
+             while it leads)",
+            s.disk_free_bytes, s.disk_reserve_bytes
+        )
     })
 }
 

@@ -65,6 +65,10 @@ pub struct ServerArgs {
     /// preallocated, up to two at once: lower it on small volumes).
     #[arg(long, value_name = "BYTES")]
     pub wal_segment_size: Option<u64>,
+    /// Refuse writes (as leader) while the data dir's volume has less than
+    /// this many bytes free (default: the WAL segment size; 0: never).
+    #[arg(long, value_name = "BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
     /// Snapshot and compact the log every this many applied entries.
     #[arg(long, value_name = "ENTRIES")]
     pub snapshot_threshold: Option<u64>,
@@ -162,6 +166,9 @@ impl ServerArgs {
         }
         if let Some(v) = self.wal_segment_size {
             c.storage.wal_segment_size_max = v;
+        }
+        if let Some(v) = self.disk_reserve_bytes {
+            c.storage.disk_reserve_bytes = Some(v);
         }
         if let Some(v) = self.snapshot_threshold {
             c.snapshot_threshold_entries = v;

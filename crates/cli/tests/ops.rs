@@ -771,7 +771,66 @@ fn in_tmpfs(dir: &Path, size: &str, log: &str, script: &str) -> Option<Node> {
     }
 }
 
-/// A node on a 150 MiB tmpfs filled up.
+/// A node on a 200 MiB tmpfs (128 MiB of it preallocated WAL) filling up:
+/// below the 64 MiB reserve it refuses writes, says why to the client, in
+/// status, in health and in its log, and keeps serving reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_disk_refuses_writes_and_says_so_everywhere() {
+    let dir = tempdir();
+    let Some(node) = in_tmpfs(
+        dir.path(),
+        "200m",
+        "node.log",
+        "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
+         --snapshot-threshold 20",
+    ) else {
+        return;
+    };
+    node.until_ok(&["put", "warmup", "x"]);
+    let c = client_of(&node.addr);
+    let value = vec![7u8; 1 << 20];
+    let mut refused = None;
+    for i in 0..100 {
+        if let Err(e) = c.put(format!("fill{i}"), value.clone()).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    match refused {
+        Some(client::Error::DiskFull(m)) => {
+            assert!(m.contains("disk nearly full on node 1"), "{m}")
+        }
+        other => panic!("expected a disk-full refusal, got {other:?}"),
+    }
+    let o = node.run(&["put", "k", "v"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("disk nearly full"), "{}", text(&o));
+    // Reads go on; status and health say why.
+    let o = node.run(&["get", "warmup", "-q"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "x",
+        "{}",
+        text(&o)
+    );
+    let o = node.run(&["status"]);
+    assert!(text(&o).contains("disk nearly full"), "{}", text(&o));
+    let o = node.run(&["status", "--json"]);
+    let n = &json(&o)["nodes"][0];
+    assert!(
+        n["disk_free_bytes"].as_u64() < n["disk_reserve_bytes"].as_u64(),
+        "{n}"
+    );
+    let o = node.run(&["endpoint", "health"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("disk nearly full"), "{}", text(&o));
+    assert!(node
+        .log_text()
+        .contains("disk nearly full: refusing writes"));
+}
+
+/// With the reserve off, a node on a 150 MiB tmpfs fills it up and stops,
+/// naming the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_named_in_the_nodes_last_words() {
     let dir = tempdir();
@@ -780,7 +839,7 @@ async fn a_full_disk_is_named_in_the_nodes_last_words() {
         "150m",
         "node.log",
         "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
-         --snapshot-threshold 20",
+         --snapshot-threshold 20 --disk-reserve-bytes 0",
     ) else {
         return;
     };

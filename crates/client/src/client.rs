@@ -342,9 +342,18 @@ fn classify(status: &tonic::Status, route: Route) -> Failure {
             in_doubt: true,
             timed_out: false,
         },
+        // A full disk does not pass by itself: no point retrying.
+        Code::ResourceExhausted if is_disk_full(status) => Failure::Final(status.clone()),
         Code::ResourceExhausted => Failure::Overloaded(status.message().to_string()),
         _ => Failure::Final(status.clone()),
     }
+}
+
+pub(crate) fn is_disk_full(status: &tonic::Status) -> bool {
+    status
+        .metadata()
+        .get(proto::kv::ERROR_METADATA)
+        .is_some_and(|v| v.as_bytes() == proto::kv::DISK_FULL.as_bytes())
 }
 
 fn is_connect_error(status: &tonic::Status) -> bool {
@@ -553,6 +562,13 @@ mod tests {
         ));
         let bad = tonic::Status::invalid_argument("empty key");
         assert!(matches!(classify(&bad, Route::Leader), Failure::Final(_)));
+        let mut full = tonic::Status::resource_exhausted("disk nearly full on node 1");
+        full.metadata_mut().insert(
+            proto::kv::ERROR_METADATA,
+            tonic::metadata::MetadataValue::from_static(proto::kv::DISK_FULL),
+        );
+        assert!(matches!(classify(&full, Route::Leader), Failure::Final(_)));
+        assert!(matches!(Error::from_status(&full), Error::DiskFull(_)));
         let busy = tonic::Status::resource_exhausted("queue full");
         assert!(matches!(
             classify(&busy, Route::Leader),

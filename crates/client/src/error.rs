@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `UNAVAILABLE` (with or without a leader hint), connection failures | [`Error::Unavailable`] once the deadline passes | yes, following the hint or the next endpoint |
 //! | `RESOURCE_EXHAUSTED` | [`Error::ResourceExhausted`] once the deadline passes | yes, with backoff |
+//! | `RESOURCE_EXHAUSTED` with `raftkv-error: disk-full` | [`Error::DiskFull`] | no |
 //! | an attempt timing out | [`Error::DeadlineExceeded`] once the deadline passes | yes, on the next endpoint |
 //! | `INVALID_ARGUMENT`, or `OUT_OF_RANGE` for a message over a size limit | [`Error::InvalidArgument`] | no |
 //! | `NOT_FOUND` | [`Error::NotFound`] | no |
@@ -56,6 +57,10 @@ pub enum Error {
         /// The last failure seen.
         last: String,
     },
+    /// The leader's disk is nearly full: it refuses writes until space is
+    /// freed (reads go on). Not retried.
+    #[error("{0}")]
+    DiskFull(String),
     /// The cluster stayed overloaded until the deadline.
     #[error("cluster overloaded: {0}")]
     ResourceExhausted(String),
@@ -138,6 +143,9 @@ impl Error {
                 Error::SessionExpired(message)
             }
             tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
+            tonic::Code::ResourceExhausted if crate::client::is_disk_full(status) => {
+                Error::DiskFull(message)
+            }
             tonic::Code::ResourceExhausted => Error::ResourceExhausted(message),
             tonic::Code::Unavailable => Error::Unavailable { last: message },
             tonic::Code::DeadlineExceeded => Error::DeadlineExceeded { last: message },

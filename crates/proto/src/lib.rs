@@ -29,6 +29,10 @@ pub mod kv {
     pub const UNKNOWN_SESSION: &str = "unknown-session";
     /// [`ERROR_METADATA`] value: the request's `seq` is below the session's last.
     pub const STALE_REQUEST: &str = "stale-request";
+    /// [`ERROR_METADATA`] value on a `RESOURCE_EXHAUSTED` answer to a
+    /// write: the leader's disk is nearly full (retrying soon will not
+    /// help; freeing space will).
+    pub const DISK_FULL: &str = "disk-full";
     /// gRPC metadata key a client sets (any value) to get the leader hint
     /// from a follower instead of having the follower forward the call to
     /// the leader (our client library follows hints itself and so saves a

@@ -40,6 +40,7 @@
 //! merge_dead_bytes_min = 67108864 # ... and at least this many bytes are dead
 //! merge_check_interval_ms = 10000 # how often to look
 //! wal_segment_size_max = 67108864 # WAL segment files (preallocated; up to ~2 at once)
+//! disk_reserve_bytes = 67108864   # a leader refuses writes below this much free disk (default: one segment; 0: never)
 //!
 //! [limits]
 //! key_size_max = 4096
@@ -174,6 +175,17 @@ pub struct Storage {
     /// the WAL holds up to about twice this much beyond its live entries.
     /// Small volumes need a small value.
     pub wal_segment_size_max: u64,
+    /// A leader refuses writes while its data dir's volume has less than
+    /// this many bytes free (see `disk`); unset: `wal_segment_size_max`
+    /// (room for the next WAL segment); 0: never.
+    pub disk_reserve_bytes: Option<u64>,
+}
+
+impl Storage {
+    /// The free-space reserve in force (see `disk_reserve_bytes`).
+    pub fn disk_reserve(&self) -> u64 {
+        self.disk_reserve_bytes.unwrap_or(self.wal_segment_size_max)
+    }
 }
 
 impl Default for Storage {
@@ -184,6 +196,7 @@ impl Default for Storage {
             merge_dead_bytes_min: 64 * 1024 * 1024,
             merge_check_interval_ms: 10_000,
             wal_segment_size_max: wal::limits::SEGMENT_SIZE_DEFAULT,
+            disk_reserve_bytes: None,
         }
     }
 }

@@ -80,6 +80,7 @@ pub mod backup;
 pub mod config;
 pub mod config_file;
 mod descriptor;
+pub mod disk;
 pub mod error;
 pub mod limits;
 mod merger;
@@ -286,6 +287,7 @@ pub async fn run_with_listener(
         request_wait: Duration::from_millis(limits::REQUEST_WAIT_MS_MAX),
         election_timeout: tick * config.election_timeout_ticks_max as u32,
         forwarder: Arc::new(forwarder),
+        disk: Arc::new(disk::DiskGuard::new(&dir, config.storage.disk_reserve())),
     };
     let node = Node {
         id,

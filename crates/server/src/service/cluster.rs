@@ -140,6 +140,8 @@ impl pb::cluster_server::Cluster for ClusterService {
             last_log_index: st.last_index,
             snapshot_index: st.snapshot_index,
             members: self.members(&st.conf),
+            disk_free_bytes: self.handle.disk.free().unwrap_or(0),
+            disk_reserve_bytes: self.handle.disk.reserve(),
         }))
     }
 
