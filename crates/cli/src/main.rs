@@ -4,9 +4,12 @@
 //!   flags overriding the file).
 //! - `raftkv dev` starts a local cluster of N nodes (child processes of this
 //!   same binary) and stops them on Ctrl-C.
-//! - `raftkv put | get | del | append | scan | cas | status | members |
-//!   transfer-leader | snapshot` talk to a cluster through the `client`
-//!   library; `--endpoints` defaults to the dev cluster's.
+//! - `raftkv put | get | del | append | scan | cas | status | endpoint
+//!   health | members | transfer-leader | snapshot [save | restore]` talk
+//!   to a cluster through the `client` library (`snapshot restore` writes a
+//!   data dir instead); `--endpoints` defaults to the dev cluster's. These
+//!   client options may come before the command too
+//!   ([`hoist_client_options`]).
 //! - `raftkv bench put|get|mixed` is the load generator.
 //!
 //! Output is for people by default and JSON with `--json` (one document on

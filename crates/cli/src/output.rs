@@ -23,6 +23,11 @@
 //! - `transfer-leader`: `{"header", "leader_id"}`
 //! - `snapshot`: `{"nodes": [{"addr", "ok": true, "snapshot_index",
 //!   "snapshot_term"} | {"addr", "ok": false, "error"}]}`
+//! - `snapshot save`: `{"file", "index", "term", "chunks", "bytes",
+//!   "crc32c"}`; `snapshot restore`: `{"data_dir", "id", "index", "term",
+//!   "crc32c"}`
+//! - `endpoint health`: `{"endpoints": [{"addr", "healthy": true, "took_ms",
+//!   "leader_id"} | {"addr", "healthy": false, "took_ms", "error"}]}`
 
 use client::pb::{KeyValue, Member, ResponseHeader, Role, StatusResponse};
 use serde_json::{json, Value};
