@@ -276,10 +276,7 @@ pub fn restore_data_dir(
     id: u64,
     peers: &BTreeMap<u64, String>,
 ) -> Result<BackupInfo, ServerError> {
-    let bad = |e: BackupError| match e {
-        BackupError::Io(e) => ServerError::io(path, e),
-        e => ServerError::StateMachine(format!("backup {}: {e}", path.display())),
-    };
+    let bad = |e: BackupError| backup_error(path, e);
     if id == 0 || !peers.contains_key(&id) {
         return Err(ServerError::Config(crate::ConfigError::Invalid {
             field: "peers",
@@ -296,6 +293,28 @@ pub fn restore_data_dir(
             ),
         });
     }
+    let existed = data_dir.exists();
+    let r = write_data_dir(path, data_dir, &info, peers);
+    if r.is_err() {
+        // Leave nothing half-written behind (the directory was empty).
+        let _ = if existed {
+            std::fs::remove_dir_all(data_dir.join("kv"))
+                .and_then(|()| std::fs::remove_dir_all(data_dir.join("wal")))
+        } else {
+            std::fs::remove_dir_all(data_dir)
+        };
+    }
+    r.map(|()| info)
+}
+
+/// The writing part of [`restore_data_dir`], into an empty `data_dir`.
+fn write_data_dir(
+    path: &Path,
+    data_dir: &Path,
+    info: &BackupInfo,
+    peers: &BTreeMap<u64, String>,
+) -> Result<(), ServerError> {
+    let bad = |e: BackupError| backup_error(path, e);
     let kv_dir = data_dir.join("kv");
     let wal_dir = data_dir.join("wal");
     for d in [&kv_dir, &wal_dir] {
@@ -350,7 +369,15 @@ pub fn restore_data_dir(
     })
     .map_err(|e| storage(&e))?;
     wal.sync().map_err(|e| storage(&e))?;
-    Ok(info)
+    Ok(())
+}
+
+/// A backup file's problem as a node error naming the file.
+fn backup_error(path: &Path, e: BackupError) -> ServerError {
+    match e {
+        BackupError::Io(e) => ServerError::io(path, e),
+        e => ServerError::StateMachine(format!("backup {}: {e}", path.display())),
+    }
 }
 
 fn storage(e: &dyn std::fmt::Display) -> ServerError {
@@ -394,6 +421,25 @@ mod tests {
             read_all(&b).map_err(|e| e.to_string()),
             Ok(vec![b"one".to_vec(), b"two two".to_vec()])
         );
+    }
+
+    #[test]
+    fn a_failed_restore_leaves_no_data_dir() {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        // Well framed, checksum right, but not a state machine image.
+        let file = dir.path().join("bad.rkv");
+        if let Err(e) = std::fs::write(&file, write_backup(&[b"not an image"])) {
+            panic!("{e}");
+        }
+        let target = dir.path().join("node");
+        let peers = BTreeMap::from([(1, "127.0.0.1:1".to_string())]);
+        assert!(restore_data_dir(&file, &target, 1, &peers).is_err());
+        assert!(!target.exists(), "a half-written data dir was left");
+        // Node 2 is not among the voters given.
+        assert!(restore_data_dir(&file, &target, 2, &peers).is_err());
     }
 
     #[test]
