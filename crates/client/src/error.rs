@@ -9,6 +9,7 @@
 //! | `INVALID_ARGUMENT`, or `OUT_OF_RANGE` for a message over a size limit | [`Error::InvalidArgument`] | no |
 //! | `NOT_FOUND` | [`Error::NotFound`] | no |
 //! | `ALREADY_EXISTS` | [`Error::AlreadyExists`] | no |
+//! | `FAILED_PRECONDITION` from a node removed from the cluster (`raftkv-error: node-removed`) | [`Error::Unavailable`] once the deadline passes | yes, at the next endpoint |
 //! | `FAILED_PRECONDITION` | [`Error::FailedPrecondition`] (session errors are handled inside) | no |
 //! | a transport failure that shows a settings mismatch (TLS vs plaintext, a wrong CA, an HTTP port) | [`Error::Misconfigured`], naming the fix | no |
 //! | anything else | [`Error::Server`] | no |

@@ -36,6 +36,10 @@ pub enum ServerError {
     /// The address book in the data dir is unreadable.
     #[error("address book {path}: {reason}")]
     AddressBook { path: PathBuf, reason: String },
+    /// The identity file in the data dir is unreadable or does not match
+    /// the configuration (see `identity`).
+    #[error("identity {path}: {reason}")]
+    Identity { path: PathBuf, reason: String },
     /// A task of the node panicked or ended unexpectedly.
     #[error("node task failed: {0}")]
     Task(String),

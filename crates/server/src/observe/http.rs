@@ -84,6 +84,8 @@ struct NodeView {
     up: bool,
     error: Option<String>,
     role: &'static str,
+    /// Removed from the cluster (the role is then "removed" too).
+    removed: bool,
     term: u64,
     leader_id: u64,
     commit: u64,
@@ -102,6 +104,7 @@ impl NodeView {
             up: false,
             error: Some(error),
             role: "down",
+            removed: false,
             term: 0,
             leader_id: 0,
             commit: 0,
@@ -196,7 +199,12 @@ impl Observer {
                     addr,
                     up: true,
                     error: None,
-                    role: role_name(s.role),
+                    role: if s.removed {
+                        "removed"
+                    } else {
+                        role_name(s.role)
+                    },
+                    removed: s.removed,
                     term: s.term,
                     leader_id: s.leader_id,
                     commit: s.commit_index,
@@ -293,7 +301,8 @@ async fn api_status(State(o): State<Observer>) -> Response {
         Some(st) => Json(serde_json::json!({
             "id": o.id,
             "addr": o.handle.addr,
-            "role": st.role.to_string(),
+            "role": if st.removed { "removed".to_string() } else { st.role.to_string() },
+            "removed": st.removed,
             "term": st.term,
             "leader_id": st.leader,
             "commit": st.commit,
