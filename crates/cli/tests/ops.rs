@@ -87,6 +87,11 @@ fn log_pair(log: &Path) -> (std::fs::File, std::fs::File) {
     }
 }
 
+/// Server flags for tests writing MiB-sized values: compact the log every 2
+/// entries. A debug build checks Raft invariants over the whole log on
+/// every tick, so a log of several MiB leaves a node too busy to answer.
+const SMALL_LOG: &[&str] = &["--snapshot-threshold", "2"];
+
 /// One `raftkv server` process, killed on drop.
 struct Node {
     addr: String,
@@ -399,7 +404,7 @@ fn client_of(addr: &str) -> client::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scans_of_values_at_the_size_limit_come_in_pages_that_fit() {
     let dir = tempdir();
-    let node = Node::single(dir.path(), "n1", &[]);
+    let node = Node::single(dir.path(), "n1", SMALL_LOG);
     node.until_ok(&["put", "warmup", "x"]);
     let c = client_of(&node.addr);
     let max = server::limits::VALUE_SIZE_MAX;
@@ -440,7 +445,7 @@ async fn scans_of_values_at_the_size_limit_come_in_pages_that_fit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_invalid_argument() {
     let dir = tempdir();
-    let node = Node::single(dir.path(), "n1", &[]);
+    let node = Node::single(dir.path(), "n1", SMALL_LOG);
     node.until_ok(&["put", "warmup", "x"]);
     let c = client_of(&node.addr);
     let max = server::limits::VALUE_SIZE_MAX;
@@ -782,7 +787,7 @@ async fn a_nearly_full_disk_refuses_writes_and_says_so_everywhere() {
         "200m",
         "node.log",
         "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
-         --snapshot-threshold 20",
+         --snapshot-threshold 2",
     ) else {
         return;
     };
@@ -839,7 +844,7 @@ async fn a_full_disk_is_named_in_the_nodes_last_words() {
         "150m",
         "node.log",
         "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
-         --snapshot-threshold 20 --disk-reserve-bytes 0",
+         --snapshot-threshold 2 --disk-reserve-bytes 0",
     ) else {
         return;
     };
