@@ -78,6 +78,34 @@ pub struct SnapshotArgs {
     /// Only this node (`host:port`); default: every node.
     #[arg(long)]
     pub node: Option<String>,
+    #[command(subcommand)]
+    pub action: Option<SnapshotAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Save a consistent point-in-time copy of the cluster's data to FILE
+    /// (streamed from the leader, with a CRC-32C).
+    Save {
+        /// The backup file to write (FILE.part until complete).
+        file: std::path::PathBuf,
+    },
+    /// Seed the data dir of one node of a new cluster from a backup (run it
+    /// for every node, with the same --peers), then start the nodes.
+    Restore {
+        /// The backup file (its checksum is checked first).
+        file: std::path::PathBuf,
+        /// The new node's data dir (must not exist or be empty).
+        #[arg(long, value_name = "DIR")]
+        data_dir: std::path::PathBuf,
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// Every voter of the new cluster: `ID=HOST:PORT` pairs, comma
+        /// separated, the same for each node (and for `raftkv server`).
+        #[arg(long, value_name = "ID=ADDR,...", value_delimiter = ',', value_parser = crate::server_cmd::parse_peer, required = true)]
+        peers: Vec<(u64, String)>,
+    },
 }
 
 pub async fn status(a: StatusArgs) -> Result<(), CliError> {
@@ -92,7 +120,7 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
             })
             .collect();
         print_json(&json!({ "nodes": list }));
-        return Ok(());
+        return unreachable(&nodes);
     }
     let mut rows = Vec::new();
     let mut down = Vec::new();
@@ -159,7 +187,24 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     for d in down {
         eprintln!("unreachable: {d}");
     }
-    Ok(())
+    for n in &nodes {
+        if let Some(w) = n.status.as_ref().ok().and_then(crate::output::disk_warning) {
+            eprintln!("{}: {w}", n.addr);
+        }
+    }
+    unreachable(&nodes)
+}
+
+/// An error when some node did not answer (after the output was printed).
+fn unreachable(nodes: &[client::NodeStatus]) -> Result<(), CliError> {
+    let down = nodes.iter().filter(|n| n.status.is_err()).count();
+    if down == 0 {
+        return Ok(());
+    }
+    Err(CliError::Unreachable(format!(
+        "{down} of {} node(s) unreachable",
+        nodes.len()
+    )))
 }
 
 fn print_members(r: &MembersResponse, json_out: bool) {
@@ -222,6 +267,21 @@ pub async fn transfer_leader(a: TransferArgs) -> Result<(), CliError> {
 }
 
 pub async fn snapshot(a: SnapshotArgs) -> Result<(), CliError> {
+    if a.node.is_some() && a.action.is_some() {
+        return Err(CliError::BadInput(
+            "--node is for `raftkv snapshot` alone (compaction), not save or restore".into(),
+        ));
+    }
+    match &a.action {
+        Some(SnapshotAction::Save { file }) => return crate::backup_cmd::save(&a.opts, file).await,
+        Some(SnapshotAction::Restore {
+            file,
+            data_dir,
+            id,
+            peers,
+        }) => return crate::backup_cmd::restore(file, data_dir, *id, peers, a.opts.json),
+        None => {}
+    }
     let c = a.opts.client()?;
     let addrs: Vec<String> = match &a.node {
         Some(n) => vec![n.clone()],

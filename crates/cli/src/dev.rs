@@ -6,7 +6,10 @@
 //! for a leader; prints the endpoints and example commands; then waits for
 //! Ctrl-C (SIGINT) or SIGTERM and stops every node with SIGTERM, waiting
 //! for each (SIGKILL after a grace period). A node that dies meanwhile (say,
-//! killed to try failover) is reported and left down.
+//! killed to try failover) is reported and left down until `restart N` is
+//! typed into dev's terminal (`stop N` stops one; see `dev_support`). A
+//! temporary data directory is deleted on exit unless another process (a
+//! node started by hand) holds a node's WAL open.
 //!
 //! Without `--data-dir` the data lives in a fresh temporary directory that
 //! is deleted on a clean stop; with `--data-dir` it is kept, and running
@@ -161,6 +164,15 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
         .collect::<Vec<_>>()
         .join(",");
 
+    let mut ports = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        ports.push((format!("node {}", i + 1), addr.clone()));
+        if let Some(http) = http_addr_of(addr) {
+            ports.push((format!("node {}'s web page", i + 1), http));
+        }
+    }
+    crate::dev_support::check_ports_free(&ports)?;
+
     let mut nodes: Vec<Node> = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let id = i as u64 + 1;
@@ -201,7 +213,8 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
         }
         for n in &nodes {
             if let Ok(s) = client.status_of(&n.addr).await {
-                if role_name(s.role) == "leader" {
+                // Only our own nodes count (not another cluster's there).
+                if s.id == n.id && role_name(s.role) == "leader" {
                     leader = Some(s.id);
                 }
             }
@@ -219,13 +232,26 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
     }
     print_banner(&a, &root, temporary, &nodes, &addrs, leader);
 
-    // Run until Ctrl-C, reporting nodes that die.
+    // Run until Ctrl-C, reporting nodes that die and running the commands
+    // typed in (see `dev_support::DevCommand`).
+    let mut input = crate::dev_support::stdin_lines();
+    let mut input_open = true;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            line = input.recv(), if input_open => match line {
+                Some(line) => {
+                    let spawn = |n: &Node| {
+                        spawn_node(&exe, n.id, &n.addr, &peers, &n.data_dir, &n.log, a.tick_ms)
+                    };
+                    run_command(&line, &mut nodes, spawn).await;
+                }
+                None => input_open = false,
+            },
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if let Some(dead) = reap(&mut nodes) {
                     eprintln!("{dead}");
+                    eprintln!("(`restart {}` starts it again)", dead_id(&nodes));
                 }
             }
         }
@@ -233,12 +259,80 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
     eprintln!("stopping {} node(s)...", nodes.len());
     stop_all(&mut nodes).await;
     if temporary {
-        if let Err(e) = std::fs::remove_dir_all(&root) {
+        let busy: Vec<String> = nodes
+            .iter()
+            .filter(|n| crate::dev_support::in_use(&n.data_dir))
+            .map(|n| n.data_dir.display().to_string())
+            .collect();
+        if !busy.is_empty() {
+            eprintln!(
+                "kept {}: another process uses {} (a node started by hand?)",
+                root.display(),
+                busy.join(", ")
+            );
+        } else if let Err(e) = std::fs::remove_dir_all(&root) {
             eprintln!("could not delete {}: {e}", root.display());
         }
     }
     eprintln!("stopped");
     Ok(())
+}
+
+/// The id of the last node noticed down (for the restart hint).
+fn dead_id(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .rev()
+        .find(|n| !n.running)
+        .map_or("N".to_string(), |n| n.id.to_string())
+}
+
+/// Runs one typed command; `spawn` starts a node's process.
+async fn run_command(
+    line: &str,
+    nodes: &mut [Node],
+    spawn: impl Fn(&Node) -> Result<Child, CliError>,
+) {
+    use crate::dev_support::{parse_dev_command, DevCommand, DEV_COMMANDS_HELP};
+    let command = match parse_dev_command(line) {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("{e}");
+            return;
+        }
+    };
+    let id = match command {
+        DevCommand::Help => {
+            eprintln!("{DEV_COMMANDS_HELP}");
+            return;
+        }
+        DevCommand::Restart(id) | DevCommand::Stop(id) => id,
+    };
+    // Notice a node killed since the last look.
+    let _ = reap(nodes);
+    let Some(n) = nodes.iter_mut().find(|n| n.id == id) else {
+        eprintln!("there is no node {id}");
+        return;
+    };
+    match (command, n.running) {
+        (DevCommand::Restart(_), true) => eprintln!("node {id} is running"),
+        (DevCommand::Restart(_), false) => match spawn(n) {
+            Ok(child) => {
+                n.child = child;
+                n.running = true;
+                let pid = n.child.id().map_or("-".to_string(), |p| p.to_string());
+                eprintln!("node {id} restarted (pid {pid})");
+            }
+            Err(e) => eprintln!("cannot restart node {id}: {e}"),
+        },
+        (DevCommand::Stop(_), false) => eprintln!("node {id} is not running"),
+        (DevCommand::Stop(_), true) => {
+            stop_all(std::slice::from_mut(n)).await;
+            eprintln!("node {id} stopped");
+        }
+        (DevCommand::Help, _) => {}
+    }
 }
 
 /// Notices a node that exited; returns a message naming it.
@@ -335,5 +429,6 @@ fn print_banner(
         println!("Data in {} (kept).", root.display());
     }
     let _ = a;
+    println!("{}", crate::dev_support::DEV_COMMANDS_HELP);
     println!("Ctrl-C stops the cluster.");
 }

@@ -3,11 +3,11 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the operation failed (server error, a node failed to start...) |
-//! | 2 | bad input: a malformed command line, config or argument (empty key, value over the limit...) |
+//! | 1 | the operation failed (server error, a node failed to start, `endpoint health` found an unhealthy node...) |
+//! | 2 | bad input: a malformed command line, config or argument (empty key, value over the limit...), or client settings that do not fit the node (TLS, CA, an HTTP port) |
 //! | 3 | `get`: the key does not exist |
 //! | 4 | `cas`: the compare failed |
-//! | 5 | the cluster could not be reached or did not answer in time |
+//! | 5 | the cluster could not be reached or did not answer in time; `status`: a node did not answer |
 
 use client::Error as ClientError;
 
@@ -33,6 +33,10 @@ pub enum CliError {
     /// A bad flag, file or argument.
     #[error("{0}")]
     BadInput(String),
+    /// Some nodes asked about did not answer (the others' answers were
+    /// printed).
+    #[error("{0}")]
+    Unreachable(String),
     /// Anything else (a node that failed, an I/O error).
     #[error("{0}")]
     Failed(String),
@@ -44,6 +48,7 @@ impl CliError {
         match self {
             CliError::Client(e) => match e {
                 ClientError::InvalidArgument(_)
+                | ClientError::Misconfigured(_)
                 | ClientError::InvalidEndpoint { .. }
                 | ClientError::NoEndpoints => BAD_INPUT,
                 ClientError::CasFailed { .. } => CAS_FAILED,
@@ -53,6 +58,7 @@ impl CliError {
             CliError::NotFound(_) => NOT_FOUND,
             CliError::CasFailed(_) => CAS_FAILED,
             CliError::BadInput(_) => BAD_INPUT,
+            CliError::Unreachable(_) => UNAVAILABLE,
             CliError::Failed(_) => FAILURE,
         }
     }
@@ -67,8 +73,21 @@ impl From<server::ServerError> for CliError {
     fn from(e: server::ServerError) -> Self {
         match e {
             server::ServerError::Config(c) => CliError::BadInput(c.to_string()),
-            e => CliError::Failed(e.to_string()),
+            e => CliError::Failed(with_disk_hint(e.to_string())),
         }
+    }
+}
+
+/// `message` with what to do when it says a disk is full (ENOSPC, "os
+/// error 28", from the WAL or the state machine).
+pub fn with_disk_hint(message: String) -> String {
+    if message.contains("os error 28") || message.contains("No space left on device") {
+        format!(
+            "{message}\n  the disk is full: free space in the node's data dir (or give it \
+             a larger volume), then restart the node; its data up to the failure is intact"
+        )
+    } else {
+        message
     }
 }
 
@@ -101,5 +120,15 @@ mod tests {
         assert_eq!(c(ClientError::NotFound("member 9".into())), FAILURE);
         assert_eq!(CliError::NotFound("k".into()).code(), NOT_FOUND);
         assert_eq!(CliError::BadInput("x".into()).code(), BAD_INPUT);
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_the_fix() {
+        let full = with_disk_hint(
+            "state machine: write kv/0001.data: No space left on device (os error 28)".into(),
+        );
+        assert!(full.contains("the disk is full"), "{full}");
+        let other = with_disk_hint("raft: something else".into());
+        assert_eq!(other, "raft: something else");
     }
 }

@@ -18,3 +18,9 @@ pub const BENCH_VALUE_SIZE_MAX: u64 = 16 * 1024 * 1024;
 pub const BENCH_LATENCY_US_MAX: u64 = 60_000_000;
 /// Most bench tasks preloading keys at once.
 pub const BENCH_PRELOAD_TASKS_MAX: u64 = 64;
+/// Largest value read from a file or standard input (`put KEY -`,
+/// `--value-file`), in bytes: above any node's `value_size_max` cap, so
+/// the node's own limit is the one that answers.
+pub const VALUE_INPUT_SIZE_MAX: usize = 64 * 1024 * 1024;
+/// Lines typed into `raftkv dev` waiting to be handled.
+pub const DEV_STDIN_LINES_MAX: usize = 16;

@@ -4,25 +4,33 @@
 //!   flags overriding the file).
 //! - `raftkv dev` starts a local cluster of N nodes (child processes of this
 //!   same binary) and stops them on Ctrl-C.
-//! - `raftkv put | get | del | append | scan | cas | status | members |
-//!   transfer-leader | snapshot` talk to a cluster through the `client`
-//!   library; `--endpoints` defaults to the dev cluster's.
+//! - `raftkv put | get | del | append | scan | cas | status | endpoint
+//!   health | members | transfer-leader | snapshot [save | restore]` talk
+//!   to a cluster through the `client` library (`snapshot restore` writes a
+//!   data dir instead); `--endpoints` defaults to the dev cluster's. These
+//!   client options may come before the command too
+//!   ([`hoist_client_options`]).
 //! - `raftkv bench put|get|mixed` is the load generator.
 //!
 //! Output is for people by default and JSON with `--json` (one document on
 //! stdout). Errors are one line on stderr, `error: ...`, and the exit code
 //! says what happened (see [`exit`]).
 
+mod backup_cmd;
 mod bench;
 mod certs;
 mod cluster_cmd;
 mod dev;
+mod dev_support;
+mod encoding;
+mod endpoint_cmd;
 mod exit;
 mod kv_cmd;
 mod limits;
 mod output;
 mod server_cmd;
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +43,10 @@ Quick start:
   raftkv put greeting hello   # in another terminal
   raftkv get greeting
   raftkv status
+
+Client options (--endpoints, --timeout, --json, --token, --cacert, --cert,
+--key) go before or after the command: `raftkv --cacert ca.pem get k` and
+`raftkv get k --cacert ca.pem` are the same; `raftkv get --help` lists them.
 
 Exit codes: 0 ok, 1 failed, 2 bad input, 3 key not found (get),
 4 compare failed (cas), 5 cluster unavailable or timed out.";
@@ -115,13 +127,17 @@ pub enum Command {
     /// Compare-and-swap: set KEY to NEW if its value is EXPECTED (exit code
     /// 4 when it is not).
     Cas(kv_cmd::CasArgs),
-    /// Show every node's status.
+    /// Show every node's status (exit 5 when one is unreachable).
     Status(cluster_cmd::StatusArgs),
+    /// Check the health of nodes (`endpoint health [--cluster]`).
+    Endpoint(endpoint_cmd::EndpointArgs),
     /// Show or change the cluster's members.
     Members(cluster_cmd::MembersArgs),
     /// Hand leadership to another voter.
     TransferLeader(cluster_cmd::TransferArgs),
-    /// Make nodes snapshot their state and compact their logs.
+    /// Make nodes snapshot their state and compact their logs; `snapshot
+    /// save FILE` backs up the cluster, `snapshot restore FILE` seeds a new
+    /// one.
     Snapshot(cluster_cmd::SnapshotArgs),
     /// Load-generate against a cluster and report throughput and latency.
     Bench(bench::BenchArgs),
@@ -189,8 +205,64 @@ fn init_logs(default: &str, json: bool) {
     };
 }
 
+/// The command line with client options given before the command moved
+/// after it, where the command's parser takes them: `raftkv --cacert ca.pem
+/// get k` becomes `raftkv get --cacert ca.pem k`. Options before a command
+/// that takes none (`server`, `dev`, `certs`) stay where they are, and the
+/// parser refuses them there.
+pub fn hoist_client_options(args: Vec<OsString>) -> Vec<OsString> {
+    use clap::CommandFactory;
+    // Every client option's long name and whether it takes a value, from
+    // the parser's own definition.
+    let probe = ClientOpts::augment_args(clap::Command::new("probe"));
+    let takes_value = |name: &str| -> Option<bool> {
+        probe
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name))
+            .map(|a| a.get_action().takes_values())
+    };
+    let mut hoisted = Vec::new();
+    let mut i = 1;
+    while let Some(arg) = args.get(i) {
+        let Some(long) = arg.to_str().and_then(|a| a.strip_prefix("--")) else {
+            break;
+        };
+        let (name, inline_value) = match long.split_once('=') {
+            Some((n, _)) => (n, true),
+            None => (long, false),
+        };
+        match takes_value(name) {
+            Some(true) if !inline_value => {
+                let end = (i + 2).min(args.len());
+                hoisted.extend_from_slice(&args[i..end]);
+                i = end;
+            }
+            Some(_) => {
+                hoisted.push(arg.clone());
+                i += 1;
+            }
+            None => break,
+        }
+    }
+    let command = args.get(i).and_then(|a| a.to_str());
+    let takes_client_options = command.is_some_and(|name| {
+        Cli::command()
+            .find_subcommand(name)
+            .is_some_and(|sc| sc.get_arguments().any(|a| a.get_id() == "endpoints"))
+    });
+    if hoisted.is_empty() || !takes_client_options {
+        return args;
+    }
+    let mut out = Vec::with_capacity(args.len());
+    out.push(args[0].clone());
+    out.push(args[i].clone());
+    out.extend(hoisted);
+    out.extend_from_slice(&args[i + 1..]);
+    out
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_client_options(std::env::args_os().collect()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -231,6 +303,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Scan(a) => kv_cmd::scan(a).await,
                 Command::Cas(a) => kv_cmd::cas(a).await,
                 Command::Status(a) => cluster_cmd::status(a).await,
+                Command::Endpoint(a) => endpoint_cmd::run(a).await,
                 Command::Members(a) => cluster_cmd::members(a).await,
                 Command::TransferLeader(a) => cluster_cmd::transfer_leader(a).await,
                 Command::Snapshot(a) => cluster_cmd::snapshot(a).await,
@@ -271,6 +344,7 @@ mod tests {
         );
         assert!(!a.opts.json && !a.serializable);
         assert_eq!(a.key, "k");
+        assert_eq!(a.enc.encoding, encoding::Encoding::Text);
     }
 
     #[test]
@@ -283,7 +357,8 @@ mod tests {
         };
         assert_eq!(p.opts.endpoints, vec!["h:1", "h:2"]);
         assert!(p.opts.json);
-        assert_eq!((p.key.as_str(), p.value.as_str()), ("k", "v"));
+        assert_eq!(p.key, "k");
+        assert_eq!(p.value.value.as_deref(), Some(std::ffi::OsStr::new("v")));
 
         let Ok(Cli {
             command: Command::Scan(s),
@@ -291,8 +366,8 @@ mod tests {
         else {
             panic!("scan");
         };
-        assert_eq!(s.from.as_deref(), Some("a"));
-        assert_eq!(s.to.as_deref(), Some("b"));
+        assert_eq!(s.from.as_deref(), Some(std::ffi::OsStr::new("a")));
+        assert_eq!(s.to.as_deref(), Some(std::ffi::OsStr::new("b")));
         assert_eq!(s.limit, 5);
 
         let Ok(Cli {
@@ -302,7 +377,11 @@ mod tests {
             panic!("cas");
         };
         assert!(c.expect_absent && c.new.is_none());
-        assert_eq!(c.new_or_expected(), Some("new"));
+        assert_eq!(
+            c.new_or_expected()
+                .map(|v| v.to_string_lossy().into_owned()),
+            Some("new".to_string())
+        );
 
         let Ok(Cli {
             command: Command::Bench(b),
@@ -345,9 +424,62 @@ mod tests {
         assert_eq!(m.opts.endpoints, vec!["h:9"]);
     }
 
+    fn hoisted(args: &[&str]) -> Vec<String> {
+        let argv = std::iter::once("raftkv")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        hoist_client_options(argv)
+            .into_iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn client_options_before_the_command_move_after_it() {
+        assert_eq!(
+            hoisted(&["--cacert", "ca.pem", "--json", "--token=t", "get", "k"]),
+            ["get", "--cacert", "ca.pem", "--json", "--token=t", "k"]
+        );
+        assert_eq!(
+            hoisted(&["--endpoints", "h:1", "members", "remove", "3"]),
+            ["members", "--endpoints", "h:1", "remove", "3"]
+        );
+        // Nothing to move, or a command without client options: unchanged.
+        assert_eq!(hoisted(&["get", "k", "--json"]), ["get", "k", "--json"]);
+        assert_eq!(
+            hoisted(&["--json", "server", "--id", "1"]),
+            ["--json", "server", "--id", "1"]
+        );
+        // A missing value: left for the parser to refuse.
+        assert_eq!(hoisted(&["--cacert"]), ["--cacert"]);
+
+        let parsed = |args: &[&str]| {
+            let argv = std::iter::once("raftkv")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            Cli::try_parse_from(hoist_client_options(argv))
+        };
+        let Ok(Cli {
+            command: Command::Put(p),
+        }) = parsed(&["--endpoints", "h:1,h:2", "--json", "put", "k", "v"])
+        else {
+            panic!("put");
+        };
+        assert_eq!(p.opts.endpoints, vec!["h:1", "h:2"]);
+        assert!(p.opts.json);
+        assert!(parsed(&["--json", "server", "--id", "1"]).is_err());
+    }
+
     #[test]
     fn bad_command_lines_are_refused() {
         assert!(parse(&["put", "k"]).is_err());
+        assert!(parse(&["put", "k", "v", "--value-file", "f"]).is_err());
+        assert!(parse(&["put", "k", "--value-file", "f"]).is_ok());
+        assert!(parse(&["put", "k", "v", "--encoding", "rot13"]).is_err());
+        assert!(parse(&["get", "k", "--raw", "--json"]).is_err());
         assert!(parse(&["get", "k", "--timeout", "0"]).is_err());
         assert!(parse(&["scan", "--prefix", "p", "--from", "a"]).is_err());
         assert!(parse(&["cas", "k", "old", "new", "--expect-absent"]).is_err());

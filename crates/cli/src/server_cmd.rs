@@ -9,6 +9,7 @@ use clap::Args;
 use crate::exit::CliError;
 
 #[derive(Debug, Args)]
+#[command(after_long_help = server_help_reference())]
 pub struct ServerArgs {
     /// A TOML config file (see the `server` crate docs for its fields);
     /// flags given too override it.
@@ -74,6 +75,14 @@ pub struct ServerArgs {
     /// (default 256 MiB).
     #[arg(long, value_name = "BYTES")]
     pub data_file_size_max: Option<u64>,
+    /// WAL segment size, in bytes (default 64 MiB; each segment file is
+    /// preallocated, up to two at once: lower it on small volumes).
+    #[arg(long, value_name = "BYTES")]
+    pub wal_segment_size: Option<u64>,
+    /// Refuse writes (as leader) while the data dir's volume has less than
+    /// this many bytes free (default: the WAL segment size; 0: never).
+    #[arg(long, value_name = "BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
     /// Snapshot and compact the log every this many applied entries.
     #[arg(long, value_name = "ENTRIES")]
     pub snapshot_threshold: Option<u64>,
@@ -104,7 +113,7 @@ impl ServerArgs {
     }
 }
 
-fn parse_peer(s: &str) -> Result<(u64, String), String> {
+pub fn parse_peer(s: &str) -> Result<(u64, String), String> {
     let (id, addr) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not ID=HOST:PORT"))?;
@@ -178,6 +187,12 @@ impl ServerArgs {
         if let Some(v) = self.data_file_size_max {
             c.storage.file_size_max = v;
         }
+        if let Some(v) = self.wal_segment_size {
+            c.storage.wal_segment_size_max = v;
+        }
+        if let Some(v) = self.disk_reserve_bytes {
+            c.storage.disk_reserve_bytes = Some(v);
+        }
         if let Some(v) = self.snapshot_threshold {
             c.snapshot_threshold_entries = v;
         }
@@ -216,8 +231,18 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The TOML reference, after the flags in `raftkv server --help`.
+fn server_help_reference() -> String {
+    format!(
+        "Every setting, in the TOML file given with --config (flags override it):\n\n{}",
+        server::config_file::REFERENCE
+    )
+}
+
 pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     let config = args.to_config()?;
+    server::config_file::check_named_files(&config)
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
     tracing::info!(
         id = config.id,
         listen = %config.listen_addr,
@@ -309,9 +334,15 @@ mod tests {
             ),
             (1000, 500, 1_048_576)
         );
+        let c = args(&["--id", "1", "--wal-segment-size", "4194304"]).to_config();
+        assert_eq!(
+            c.map(|c| c.storage.wal_segment_size_max).ok(),
+            Some(4_194_304)
+        );
         for bad in [
             ["--merge-check-interval-ms", "0"],
             ["--data-file-size-max", "10"],
+            ["--wal-segment-size", "4096"],
         ] {
             let e = args(&["--id", "1", bad[0], bad[1]]).to_config();
             assert!(e.is_err(), "{bad:?} accepted");

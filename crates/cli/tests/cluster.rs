@@ -295,13 +295,14 @@ async fn three_nodes_take_writes_through_any_node_and_read_them_back() {
     let o = cluster.raftkv(&["append", "cli-key", "+two"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = cluster.raftkv(&["get", "--json", "cli-key"]);
-    assert_eq!(json(&o)["kv"]["value"], "one+two");
+    // --json carries keys and values in base64: "one+two".
+    assert_eq!(json(&o)["kv"]["value"], "b25lK3R3bw==");
     let o = cluster.raftkv(&["get", "--serializable", "-q", "cli-key"]);
     assert!(o.status.success());
     let o = cluster.raftkv(&["cas", "--json", "cli-key", "wrong", "three"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert_eq!(json(&o)["succeeded"], false);
-    assert_eq!(json(&o)["current"]["value"], "one+two");
+    assert_eq!(json(&o)["current"]["value"], "b25lK3R3bw==");
     let o = cluster.raftkv(&["cas", "cli-key", "one+two", "three"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = cluster.raftkv(&["scan", "--json", "--prefix", "k"]);
@@ -313,7 +314,7 @@ async fn three_nodes_take_writes_through_any_node_and_read_them_back() {
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(keys, vec!["k0", "k1", "k2"]);
+    assert_eq!(keys, vec!["azA=", "azE=", "azI="], "k0, k1, k2 in base64");
     let o = cluster.raftkv(&["del", "--prefix", "--json", "k"]);
     assert_eq!(json(&o)["deleted"], 3);
     let o = cluster.raftkv(&["get", "k0"]);

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::ClientConfig;
+use crate::diagnose::misconfiguration;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::security::{Auth, Conn};
@@ -197,7 +198,12 @@ impl Client {
                     }
                     return Ok(response.into_inner());
                 }
-                Ok(Err(status)) => classify(&status, route),
+                Ok(Err(status)) => {
+                    if let Some(fix) = misconfiguration(&status, config.tls.is_some()) {
+                        return Err(Error::Misconfigured(format!("{addr}: {fix}")));
+                    }
+                    classify(&status, route)
+                }
                 Err(_) => Failure::Retry {
                     message: format!("{addr}: no answer within {budget:?}"),
                     in_doubt: true,
@@ -267,12 +273,18 @@ impl Client {
         let channel = self.inner.channel(&addr)?;
         match tokio::time::timeout(budget, attempt(channel)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(match classify(&status, Route::Any) {
-                Failure::Retry { message, .. } => Error::Unavailable {
-                    last: format!("{addr}: {message}"),
+            Ok(Err(status)) => Err(
+                match (
+                    misconfiguration(&status, self.config().tls.is_some()),
+                    classify(&status, Route::Any),
+                ) {
+                    (Some(fix), _) => Error::Misconfigured(format!("{addr}: {fix}")),
+                    (None, Failure::Retry { message, .. }) => Error::Unavailable {
+                        last: format!("{addr}: {message}"),
+                    },
+                    (None, _) => Error::from_status(&status),
                 },
-                _ => Error::from_status(&status),
-            }),
+            ),
             Err(_) => Err(Error::DeadlineExceeded {
                 last: format!("{addr}: no answer within {budget:?}"),
             }),
@@ -330,6 +342,8 @@ fn classify(status: &tonic::Status, route: Route) -> Failure {
             in_doubt: true,
             timed_out: false,
         },
+        // A full disk does not pass by itself: no point retrying.
+        Code::ResourceExhausted if is_disk_full(status) => Failure::Final(status.clone()),
         Code::ResourceExhausted => Failure::Overloaded(status.message().to_string()),
         // A node removed from the cluster refuses before doing anything:
         // the next endpoint may be a member.
@@ -347,6 +361,13 @@ fn classify(status: &tonic::Status, route: Route) -> Failure {
         }
         _ => Failure::Final(status.clone()),
     }
+}
+
+pub(crate) fn is_disk_full(status: &tonic::Status) -> bool {
+    status
+        .metadata()
+        .get(proto::kv::ERROR_METADATA)
+        .is_some_and(|v| v.as_bytes() == proto::kv::DISK_FULL.as_bytes())
 }
 
 fn is_connect_error(status: &tonic::Status) -> bool {
@@ -573,6 +594,13 @@ mod tests {
         ));
         let bad = tonic::Status::invalid_argument("empty key");
         assert!(matches!(classify(&bad, Route::Leader), Failure::Final(_)));
+        let mut full = tonic::Status::resource_exhausted("disk nearly full on node 1");
+        full.metadata_mut().insert(
+            proto::kv::ERROR_METADATA,
+            tonic::metadata::MetadataValue::from_static(proto::kv::DISK_FULL),
+        );
+        assert!(matches!(classify(&full, Route::Leader), Failure::Final(_)));
+        assert!(matches!(Error::from_status(&full), Error::DiskFull(_)));
         let busy = tonic::Status::resource_exhausted("queue full");
         assert!(matches!(
             classify(&busy, Route::Leader),

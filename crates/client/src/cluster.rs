@@ -92,6 +92,24 @@ impl Client {
         Ok(out)
     }
 
+    /// A consistent point-in-time copy of the cluster's state, streamed by
+    /// the leader (see `Cluster/Backup` in `kv.proto`): every write
+    /// acknowledged before the call is in it. The deadline covers finding
+    /// the leader; reading the stream takes as long as it takes.
+    ///
+    /// # Errors
+    /// The transient errors of [`Error`](crate::Error) when no leader
+    /// answers in time.
+    pub async fn backup(&self) -> Result<tonic::Streaming<proto::kv::BackupChunk>> {
+        let mut in_doubt = false;
+        self.call(Route::Leader, &mut in_doubt, |channel| async move {
+            cluster_client(channel)
+                .backup(proto::kv::BackupRequest {})
+                .await
+        })
+        .await
+    }
+
     /// The cluster's configuration as the leader sees it.
     ///
     /// # Errors

@@ -4,12 +4,14 @@
 //! |---|---|---|
 //! | `UNAVAILABLE` (with or without a leader hint), connection failures | [`Error::Unavailable`] once the deadline passes | yes, following the hint or the next endpoint |
 //! | `RESOURCE_EXHAUSTED` | [`Error::ResourceExhausted`] once the deadline passes | yes, with backoff |
+//! | `RESOURCE_EXHAUSTED` with `raftkv-error: disk-full` | [`Error::DiskFull`] | no |
 //! | an attempt timing out | [`Error::DeadlineExceeded`] once the deadline passes | yes, on the next endpoint |
-//! | `INVALID_ARGUMENT` | [`Error::InvalidArgument`] | no |
+//! | `INVALID_ARGUMENT`, or `OUT_OF_RANGE` for a message over a size limit | [`Error::InvalidArgument`] | no |
 //! | `NOT_FOUND` | [`Error::NotFound`] | no |
 //! | `ALREADY_EXISTS` | [`Error::AlreadyExists`] | no |
 //! | `FAILED_PRECONDITION` from a node removed from the cluster (`raftkv-error: node-removed`) | [`Error::Unavailable`] once the deadline passes | yes, at the next endpoint |
 //! | `FAILED_PRECONDITION` | [`Error::FailedPrecondition`] (session errors are handled inside) | no |
+//! | a transport failure that shows a settings mismatch (TLS vs plaintext, a wrong CA, an HTTP port) | [`Error::Misconfigured`], naming the fix | no |
 //! | anything else | [`Error::Server`] | no |
 
 use proto::kv::KeyValue;
@@ -56,6 +58,10 @@ pub enum Error {
         /// The last failure seen.
         last: String,
     },
+    /// The leader's disk is nearly full: it refuses writes until space is
+    /// freed (reads go on). Not retried.
+    #[error("{0}")]
+    DiskFull(String),
     /// The cluster stayed overloaded until the deadline.
     #[error("cluster overloaded: {0}")]
     ResourceExhausted(String),
@@ -65,6 +71,11 @@ pub enum Error {
     /// applied, the client opens a new session and retries by itself.)
     #[error("session expired while a write was in doubt: {0}")]
     SessionExpired(String),
+    /// The client's settings do not match the node (TLS to a plaintext
+    /// node or the reverse, a CA that did not sign the node's certificate,
+    /// the node's HTTP port): the message names the fix. Not retried.
+    #[error("{0}")]
+    Misconfigured(String),
     /// An endpoint is not a valid `host:port`.
     #[error("invalid endpoint `{endpoint}`: {reason}")]
     InvalidEndpoint {
@@ -114,6 +125,14 @@ impl Error {
         let message = status.message().to_string();
         match status.code() {
             tonic::Code::InvalidArgument => Error::InvalidArgument(message),
+            // tonic's answer to a message over a size limit, on this side
+            // (a request over the client's encoding limit) or a node's.
+            tonic::Code::OutOfRange if message.contains("message length too large") => {
+                Error::InvalidArgument(format!(
+                    "message too large ({message}): keys and values must stay within the \
+                     cluster's limits (limits.key_size_max, limits.value_size_max)"
+                ))
+            }
             tonic::Code::NotFound => Error::NotFound(message),
             tonic::Code::AlreadyExists => Error::AlreadyExists(message),
             tonic::Code::FailedPrecondition
@@ -125,6 +144,9 @@ impl Error {
                 Error::SessionExpired(message)
             }
             tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
+            tonic::Code::ResourceExhausted if crate::client::is_disk_full(status) => {
+                Error::DiskFull(message)
+            }
             tonic::Code::ResourceExhausted => Error::ResourceExhausted(message),
             tonic::Code::Unavailable => Error::Unavailable { last: message },
             tonic::Code::DeadlineExceeded => Error::DeadlineExceeded { last: message },

@@ -85,6 +85,47 @@ impl Scan {
     pub fn request(&self) -> &ScanRequest {
         &self.request
     }
+
+    /// The rest of this scan after `last`, the last key of a page that said
+    /// `more` (a page ends at the key limit or at the node's response size
+    /// limit). `limit` is kept as is.
+    pub fn resume_after(&self, last: &[u8]) -> Scan {
+        let mut request = self.request.clone();
+        if request.prefix {
+            request.end = prefix_end(&request.start);
+            request.prefix = false;
+        }
+        request.start = next_key(last);
+        Scan { request }
+    }
+}
+
+/// The first key after every key starting with `prefix` (empty: no such
+/// key, the prefix is all `0xff`).
+fn prefix_end(prefix: &[u8]) -> Bytes {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Bytes::from(end);
+        }
+    }
+    Bytes::new()
+}
+
+/// Refuses a request over [`REQUEST_SIZE_MAX`](limits::REQUEST_SIZE_MAX)
+/// before it is sent (tonic would fail it mid-stream with an opaque
+/// transport error).
+fn check_request_size(request: &impl prost::Message) -> Result<()> {
+    let size = request.encoded_len();
+    if size > limits::REQUEST_SIZE_MAX {
+        return Err(Error::InvalidArgument(format!(
+            "the request is {size} bytes, over the client's limit of {} bytes; \
+             nodes take values up to their limits.value_size_max (1 MiB by default)",
+            limits::REQUEST_SIZE_MAX
+        )));
+    }
+    Ok(())
 }
 
 fn kv_client(channel: Conn) -> KvClient<Conn> {
@@ -116,6 +157,7 @@ impl Client {
     /// # Errors
     /// As [`put`](Client::put).
     pub async fn put_request(&self, request: PutRequest) -> Result<PutResponse> {
+        check_request_size(&request)?;
         self.write(move |channel, client_id, seq| {
             let mut request = request.clone();
             request.client_id = client_id;
@@ -224,6 +266,7 @@ impl Client {
             value: value.into(),
             ..AppendRequest::default()
         };
+        check_request_size(&request)?;
         self.write(move |channel, client_id, seq| {
             let mut request = request.clone();
             request.client_id = client_id;
@@ -260,6 +303,7 @@ impl Client {
     /// # Errors
     /// As [`put`](Client::put).
     pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse> {
+        check_request_size(&request)?;
         self.write(move |channel, client_id, seq| {
             let mut request = request.clone();
             request.client_id = client_id;
@@ -415,6 +459,23 @@ mod tests {
         );
         assert!(!r.request().prefix && !r.request().serializable);
         assert_eq!(Scan::all().request(), &ScanRequest::default());
+    }
+
+    #[test]
+    fn a_resumed_scan_covers_the_rest_of_the_range() {
+        let s = Scan::prefix(&b"ab\xff"[..]).limit(5).keys_only();
+        let r = s.resume_after(b"ab\xff\x01");
+        assert_eq!(&r.request().start[..], b"ab\xff\x01\0");
+        assert_eq!(&r.request().end[..], b"ac");
+        assert!(!r.request().prefix && r.request().keys_only);
+        assert_eq!(r.request().limit, 5);
+        let r = Scan::prefix(&b"\xff"[..]).resume_after(b"\xff1");
+        assert!(r.request().end.is_empty(), "all-0xff prefix: no end");
+        let r = Scan::range("a", "m").resume_after(b"c");
+        assert_eq!(
+            (&r.request().start[..], &r.request().end[..]),
+            (&b"c\0"[..], &b"m"[..])
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@
 mod client;
 mod cluster;
 mod config;
+mod diagnose;
 mod error;
 mod kv;
 pub mod limits;

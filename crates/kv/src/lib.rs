@@ -234,7 +234,7 @@ pub use command::{
 };
 pub use digest::StateDigest;
 pub use error::{CommandError, DecodeError, Error, FatalError, Result};
-pub use machine::{Applied, KvReader, Restore, StateMachine};
+pub use machine::{Applied, KvReader, Restore, ScanPage, StateMachine};
 pub use response::{KeyValue, OpResult, Reply, Response};
 pub use session::SessionLimits;
 pub use snapshot::{split_chunks, SnapshotStream};

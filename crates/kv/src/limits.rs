@@ -42,6 +42,18 @@ pub const DELETE_RANGE_KEYS_MAX: usize = 10_000;
 /// Most key-values one scan returns.
 pub const SCAN_LIMIT_MAX: usize = 10_000;
 
+/// Most key-values a scan reads from the engine at once (a page is read in
+/// such batches, so a page of large values holds little beyond its bytes).
+pub const SCAN_BATCH_KEYS_MAX: usize = 64;
+
+/// Key-values a scan reads in its first batch, before it has seen how
+/// large the values are.
+pub const SCAN_FIRST_BATCH_KEYS: usize = 8;
+
+/// Bytes a scan page counts per key beyond the key and value (the
+/// metadata and framing of one key-value in a response).
+pub const SCAN_ITEM_OVERHEAD: usize = 64;
+
 /// Most live client sessions. Registering one more evicts the session used
 /// least recently (smallest last-used log index).
 pub const SESSIONS_MAX: usize = 16_384;

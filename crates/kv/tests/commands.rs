@@ -6,7 +6,7 @@ use bitcask::Engine;
 use common::{append, put, Driver};
 use kv::{
     limits, prefix_end, Applied, Command, CommandError, Compare, CompareOp, CompareTarget,
-    KeyValue, Op, OpResult, Reply,
+    KeyValue, Op, OpResult, Reply, ScanPage,
 };
 use raft::EntryKind;
 
@@ -418,10 +418,10 @@ fn scans_see_only_user_keys_in_order_with_limits<E: Engine>(mut d: Driver<E>) {
     let keys: Vec<&[u8]> = all.iter().map(|kv| kv.key.as_slice()).collect();
     assert_eq!(keys, vec![&b"a"[..], b"b", b"c", b"c\x00", b"\xff"]);
     assert_eq!(d.sm.scan(b"b", b"", 2).unwrap().len(), 2);
-    let (page, more) = d.sm.scan_page(b"b", b"", 2).unwrap();
+    let (page, more) = d.sm.scan_page(b"b", b"", &ScanPage::keys(2)).unwrap();
     assert_eq!(page.len(), 2);
     assert!(more);
-    let (page, more) = d.sm.scan_page(b"b", b"", 4).unwrap();
+    let (page, more) = d.sm.scan_page(b"b", b"", &ScanPage::keys(4)).unwrap();
     assert_eq!(page.len(), 4);
     assert!(!more);
     assert_eq!(d.sm.scan(b"b", b"c", 0).unwrap().len(), 1);
@@ -441,7 +441,73 @@ fn scans_see_only_user_keys_in_order_with_limits<E: Engine>(mut d: Driver<E>) {
     assert_eq!(got.map(|kv| kv.value), Some(b"v".to_vec()));
 }
 
+/// Pages cut by bytes: whole key-values up to the budget, `more` set, the
+/// first key always returned; continuing from after the last key reads
+/// every key exactly once, across the engine batches.
+fn scan_pages_stop_at_their_byte_budget<E: Engine>(mut d: Driver<E>) {
+    let value = vec![7u8; 1000];
+    // 150 keys: more than two engine batches.
+    for i in 0..150u32 {
+        d.ok(put(format!("k{i:03}").as_bytes(), &value));
+    }
+    let item = 4 + 1000 + limits::SCAN_ITEM_OVERHEAD;
+    let page = |bytes_max: usize, limit: usize, keys_only: bool| ScanPage {
+        limit,
+        bytes_max,
+        keys_only,
+    };
+    let (p, more) =
+        d.sm.scan_page(b"", b"", &page(3 * item + 10, 0, false))
+            .unwrap();
+    assert_eq!(p.len(), 3);
+    assert!(more);
+    // A budget below one key still returns that key.
+    let (p, more) = d.sm.scan_page(b"k149", b"", &page(10, 0, false)).unwrap();
+    assert_eq!((p.len(), more), (1, false));
+    assert_eq!(p[0].value.len(), 1000);
+    // Keys only: values dropped and not counted.
+    let key_item = 4 + limits::SCAN_ITEM_OVERHEAD;
+    let (p, more) =
+        d.sm.scan_page(b"", b"", &page(150 * key_item, 0, true))
+            .unwrap();
+    assert_eq!((p.len(), more), (150, false));
+    let (p, more) =
+        d.sm.scan_page(b"", b"", &page(150 * key_item - 1, 0, true))
+            .unwrap();
+    assert_eq!((p.len(), more), (149, true));
+    assert!(p.iter().all(|kv| kv.value.is_empty()));
+    // Paging by bytes reads every key once, in order.
+    let mut seen = Vec::new();
+    let mut from = Vec::new();
+    loop {
+        let (p, more) =
+            d.sm.scan_page(&from, b"", &page(7 * item, 0, false))
+                .unwrap();
+        assert!(p.len() <= 7 && !p.is_empty());
+        seen.extend(p.iter().map(|kv| kv.key.clone()));
+        if !more {
+            break;
+        }
+        from = p.last().unwrap().key.clone();
+        from.push(0);
+    }
+    let want: Vec<Vec<u8>> = (0..150u32)
+        .map(|i| format!("k{i:03}").into_bytes())
+        .collect();
+    assert_eq!(seen, want);
+    // The key limit still applies across batches.
+    let (p, more) =
+        d.sm.scan_page(b"", b"", &page(usize::MAX, 140, false))
+            .unwrap();
+    assert_eq!((p.len(), more), (140, true));
+    let (p, more) =
+        d.sm.scan_page(b"", b"", &page(usize::MAX, 150, false))
+            .unwrap();
+    assert_eq!((p.len(), more), (150, false));
+}
+
 on_both_engines!(
+    scan_pages_stop_at_their_byte_budget,
     txn_compare_semantics,
     put_keeps_create_index_and_counts_versions,
     delete_then_recreate_starts_over,

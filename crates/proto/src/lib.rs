@@ -33,6 +33,10 @@ pub mod kv {
     /// [`ERROR_METADATA`] value: the node asked was removed from the
     /// cluster; it did nothing with the call (ask another node).
     pub const NODE_REMOVED: &str = "node-removed";
+    /// [`ERROR_METADATA`] value on a `RESOURCE_EXHAUSTED` answer to a
+    /// write: the leader's disk is nearly full (retrying soon will not
+    /// help; freeing space will).
+    pub const DISK_FULL: &str = "disk-full";
     /// gRPC metadata key a client sets (any value) to get the leader hint
     /// from a follower instead of having the follower forward the call to
     /// the leader (our client library follows hints itself and so saves a

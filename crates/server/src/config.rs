@@ -42,6 +42,8 @@
 //! merge_dead_percent = 50         # merge once this share of record bytes is dead (0: never)
 //! merge_dead_bytes_min = 67108864 # ... and at least this many bytes are dead
 //! merge_check_interval_ms = 10000 # how often to look
+//! wal_segment_size_max = 67108864 # WAL segment files (preallocated; up to ~2 at once)
+//! disk_reserve_bytes = 67108864   # a leader refuses writes below this much free disk (default: one segment; 0: never)
 //!
 //! [limits]
 //! key_size_max = 4096
@@ -198,6 +200,22 @@ pub struct Storage {
     pub merge_dead_bytes_min: u64,
     /// How often the engine is looked at, in ms.
     pub merge_check_interval_ms: u64,
+    /// The WAL's segment size: each segment file is preallocated to it, and
+    /// the next one is preallocated once the active one is half full, so
+    /// the WAL holds up to about twice this much beyond its live entries.
+    /// Small volumes need a small value.
+    pub wal_segment_size_max: u64,
+    /// A leader refuses writes while its data dir's volume has less than
+    /// this many bytes free (see `disk`); unset: `wal_segment_size_max`
+    /// (room for the next WAL segment); 0: never.
+    pub disk_reserve_bytes: Option<u64>,
+}
+
+impl Storage {
+    /// The free-space reserve in force (see `disk_reserve_bytes`).
+    pub fn disk_reserve(&self) -> u64 {
+        self.disk_reserve_bytes.unwrap_or(self.wal_segment_size_max)
+    }
 }
 
 impl Default for Storage {
@@ -207,6 +225,8 @@ impl Default for Storage {
             merge_dead_percent: 50,
             merge_dead_bytes_min: 64 * 1024 * 1024,
             merge_check_interval_ms: 10_000,
+            wal_segment_size_max: wal::limits::SEGMENT_SIZE_DEFAULT,
+            disk_reserve_bytes: None,
         }
     }
 }
@@ -313,7 +333,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Read a TOML file and parse it as [`from_toml_str`](Config::from_toml_str).
+    /// Read a TOML file and parse it as [`from_toml_str`](Config::from_toml_str);
+    /// relative paths it sets are relative to its directory.
     ///
     /// # Errors
     /// As `from_toml_str`, plus [`ConfigError::Read`].
@@ -323,7 +344,10 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_toml_str(&s)
+        let mut config = Config::from_toml_str(&s)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        crate::config_file::resolve_relative_paths(&mut config, &s, base)?;
+        Ok(config)
     }
 
     /// The address other nodes reach this node at: `peers[id]` if listed,
@@ -461,6 +485,18 @@ impl Config {
         }
         if st.merge_dead_percent > 100 {
             return Err(invalid("storage.merge_dead_percent", "must be in 0..=100"));
+        }
+        if !(limits::WAL_SEGMENT_SIZE_MIN..=wal::limits::SEGMENT_SIZE_MAX)
+            .contains(&st.wal_segment_size_max)
+        {
+            return Err(invalid(
+                "storage.wal_segment_size_max",
+                format!(
+                    "must be in {}..={}",
+                    limits::WAL_SEGMENT_SIZE_MIN,
+                    wal::limits::SEGMENT_SIZE_MAX
+                ),
+            ));
         }
         if st.merge_check_interval_ms == 0 {
             return Err(invalid(

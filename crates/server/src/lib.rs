@@ -89,8 +89,11 @@
 
 mod addrbook;
 mod apply;
+pub mod backup;
 pub mod config;
+pub mod config_file;
 mod descriptor;
+pub mod disk;
 mod durable;
 pub mod error;
 pub mod identity;
@@ -259,7 +262,11 @@ pub async fn run_with_listener(
             dir.join("kv").display()
         )));
     }
-    let (wal, report) = node::open_wal(&dir.join("wal"), opened.bootstrap)?;
+    let (wal, report) = node::open_wal(
+        &dir.join("wal"),
+        opened.bootstrap,
+        config.storage.wal_segment_size_max,
+    )?;
     let lost = lost_data(&dir, id, &wal, &report, sm.applied_index())?;
     let applied = sm.applied_index().min(raft::LogStore::last_index(&wal));
     let seed_rng = std::time::SystemTime::now()
@@ -337,7 +344,7 @@ pub async fn run_with_listener(
     // Kv messages: requests up to the configured size, responses (a Scan's)
     // up to the state machine's limit; the same for forwarded calls.
     let msg_max = config.limits.grpc_message_size_max;
-    let response_max = msg_max.max(kv::limits::RESPONSE_SIZE_MAX);
+    let response_max = service::response_size_max(&config.limits);
     let forwarder = service::forward::Forwarder::new(
         peer_tls.clone(),
         msg_max,
@@ -365,6 +372,7 @@ pub async fn run_with_listener(
         request_wait: Duration::from_millis(limits::REQUEST_WAIT_MS_MAX),
         election_timeout: tick * config.election_timeout_ticks_max as u32,
         forwarder: Arc::new(forwarder),
+        disk: Arc::new(disk::DiskGuard::new(&dir, config.storage.disk_reserve())),
     };
     let node = Node {
         id,
@@ -506,8 +514,10 @@ pub async fn run_with_listener(
         .await
         .map_err(|e| ServerError::Task(e.to_string()))?
         .map_err(|_| ServerError::Task("the apply thread panicked".into()))?;
-    driver_result?;
+    // A failed apply thread is the cause when the driver stopped because
+    // the apply task did (say, the disk is full): report it first.
     apply_result?;
+    driver_result?;
     if let Some(Err(e)) = server_result {
         return Err(ServerError::Serve(e));
     }

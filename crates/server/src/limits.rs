@@ -21,6 +21,10 @@ pub const SCAN_LIMIT_MAX: u32 = kv::limits::SCAN_LIMIT_MAX as u32;
 /// Default largest gRPC message the node decodes, in bytes (a request with a
 /// maximal key and value plus framing fits well within it).
 pub const GRPC_MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
+
+/// Bytes of a Scan response kept free for its header and framing: a page's
+/// key-values fill the rest of the response size limit.
+pub const SCAN_RESPONSE_HEADROOM: usize = 4096;
 /// How long a write or read waits for its entry to apply (or its read
 /// index) before answering `Unavailable` (the client retries), in ms.
 pub const REQUEST_WAIT_MS_MAX: u64 = 10_000;
@@ -102,3 +106,18 @@ pub const BOOTSTRAP_PROBE_WAIT_MS: u64 = 500;
 /// At most one "follower lost data" ERROR line per follower this often, in
 /// ms (each one is counted in `raftkv_follower_lost_data_total`).
 pub const FOLLOWER_LOSS_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// Bytes a backup chunk aims at (`Cluster/Backup`; a chunk holds at least
+/// one record, so it may be larger, up to [`BACKUP_CHUNK_BYTES_MAX`]).
+pub const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Largest chunk a backup file may hold (the state machine's largest
+/// snapshot chunk).
+pub const BACKUP_CHUNK_BYTES_MAX: usize = kv::limits::CHUNK_BYTES_MAX;
+
+/// Backup chunks read ahead of a slow client.
+pub const BACKUP_CHUNKS_IN_FLIGHT_MAX: usize = 4;
+
+/// Smallest WAL segment size a config may ask for (`storage.wal_segment_size_max`):
+/// smaller segments mean a file per few entries.
+pub const WAL_SEGMENT_SIZE_MIN: u64 = 1024 * 1024;

@@ -944,8 +944,14 @@ fn storage(e: wal::Error) -> ServerError {
 pub(crate) fn open_wal(
     dir: &std::path::Path,
     voters: Option<Vec<u64>>,
+    segment_size_max: u64,
 ) -> Result<(Wal, wal::RecoveryReport), ServerError> {
-    let (mut wal, report) = Wal::open(dir, wal::Options::default()).map_err(storage)?;
+    let options = wal::Options {
+        segment_size_max,
+        ..wal::Options::default()
+    };
+    let (mut wal, report) = Wal::open(dir, options).map_err(storage)?;
+    tracing::info!(dir = %dir.display(), report = %report, "WAL opened");
     let fresh = LogStore::last_index(&wal) == 0
         && wal.hard_state().term == 0
         && wal.snapshot_meta().conf == ConfState::default();
@@ -1045,7 +1051,12 @@ mod tests {
         for sub in ["wal", "kv"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let (wal, _) = open_wal(&dir.join("wal"), Some(vec![1, 2, 3])).unwrap();
+        let (wal, _) = open_wal(
+            &dir.join("wal"),
+            Some(vec![1, 2, 3]),
+            wal::limits::SEGMENT_SIZE_DEFAULT,
+        )
+        .unwrap();
         let raw = RawNode::new(raft::Config::new(3), wal).unwrap();
         let peers = (1..=3)
             .map(|i| (i, format!("127.0.0.1:{}", 1000 + i)))

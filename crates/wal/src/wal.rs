@@ -179,6 +179,17 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
 /// on other processes' metadata.
 fn preallocate(dir: &Path, seq: u64, size: u64) -> Result<File> {
     let path = tmp_path(&segment_path(dir, seq));
+    let r = preallocate_at(&path, seq, size);
+    if r.is_err() {
+        // A failed attempt (say, the disk is full) leaves no partial file
+        // holding space (recovery would remove it too, at the next open).
+        let _ = fs::remove_file(&path);
+    }
+    r
+}
+
+fn preallocate_at(path: &Path, seq: u64, size: u64) -> Result<File> {
+    let path = path.to_path_buf();
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)

@@ -33,8 +33,8 @@ use crate::response::{KeyValue, Reply, Response};
 use crate::session::{SessionLimits, SessionMeta, Sessions};
 use crate::snapshot::SnapshotStream;
 
-pub use reader::KvReader;
 use reader::{eng, Shared};
+pub use reader::{KvReader, ScanPage};
 pub use restore::Restore;
 
 /// Engine keys read or deleted per engine call when loading or clearing.
@@ -260,9 +260,9 @@ impl<E: Engine> StateMachine<E> {
         &self,
         start: &[u8],
         end: &[u8],
-        limit: usize,
+        page: &ScanPage,
     ) -> Result<(Vec<KeyValue>, bool)> {
-        self.reader.scan_page(start, end, limit)
+        self.reader.scan_page(start, end, page)
     }
 
     /// See [`KvReader::scan_prefix`].

@@ -17,6 +17,30 @@ use crate::limits;
 use crate::response::KeyValue;
 use crate::snapshot::SnapshotStream;
 
+/// The bounds of one scan page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanPage {
+    /// At most this many keys (0: [`SCAN_LIMIT_MAX`](limits::SCAN_LIMIT_MAX)).
+    pub limit: usize,
+    /// At most about this many bytes: keys, values and
+    /// [`SCAN_ITEM_OVERHEAD`](limits::SCAN_ITEM_OVERHEAD) per key; the
+    /// first key counts whatever its size.
+    pub bytes_max: usize,
+    /// Leave the values out (and out of the byte count).
+    pub keys_only: bool,
+}
+
+impl ScanPage {
+    /// Up to `limit` keys with their values, bytes unbounded.
+    pub fn keys(limit: usize) -> ScanPage {
+        ScanPage {
+            limit,
+            bytes_max: usize::MAX,
+            keys_only: false,
+        }
+    }
+}
+
 /// State shared between the state machine and its readers.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
@@ -87,36 +111,75 @@ impl<E: Engine> KvReader<E> {
     /// # Errors
     /// `Command` for an invalid range; `Fatal` as for [`get`](Self::get).
     pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KeyValue>> {
-        Ok(self.scan_page(start, end, limit)?.0)
+        Ok(self.scan_page(start, end, &ScanPage::keys(limit))?.0)
     }
 
-    /// Like [`scan`](Self::scan), and also whether more keys follow in the
-    /// range (continue from the last key returned plus a `0` byte).
+    /// Like [`scan`](Self::scan) within the bounds of `page` (keys and
+    /// bytes), and also whether more keys follow in the range (continue from
+    /// the last key returned plus a `0` byte). The first key is returned
+    /// whatever its size, so a scan always moves on.
+    ///
+    /// Values are read from the engine in small batches, so a page of large
+    /// values never holds much more than `page.bytes_max` in memory.
     pub fn scan_page(
         &self,
         start: &[u8],
         end: &[u8],
-        limit: usize,
+        page: &ScanPage,
     ) -> Result<(Vec<KeyValue>, bool)> {
         check_range(start, end)?;
         self.check_usable()?;
-        let limit = if limit == 0 {
+        let limit = if page.limit == 0 {
             limits::SCAN_LIMIT_MAX
         } else {
-            limit.min(limits::SCAN_LIMIT_MAX)
+            page.limit.min(limits::SCAN_LIMIT_MAX)
         };
-        let (lo, hi) = user_bounds(start, end);
-        let (s, e) = bounds(&lo, &hi);
-        let pairs = eng(self.engine.scan(s, e, limit + 1))?;
-        let more = pairs.len() > limit;
-        let mut out = Vec::with_capacity(pairs.len().min(limit));
-        for (k, v) in pairs.into_iter().take(limit) {
-            let Some(user) = keys::strip_user(&k) else {
-                continue;
+        let (mut lo, hi) = user_bounds(start, end);
+        let mut out: Vec<KeyValue> = Vec::new();
+        let mut bytes = 0usize;
+        let mut largest = 0usize;
+        loop {
+            // Enough keys for the rest of the page (one more tells whether
+            // more follow), fewer when the values seen so far are large.
+            let room = page.bytes_max.saturating_sub(bytes);
+            let by_size = match largest {
+                0 => limits::SCAN_FIRST_BATCH_KEYS,
+                l => room / l + 1,
             };
-            out.push(Record::decode_stored(user, &v)?.into_kv(user.to_vec()));
+            let batch = (limit - out.len())
+                .min(by_size)
+                .clamp(1, limits::SCAN_BATCH_KEYS_MAX)
+                + 1;
+            let (s, e) = bounds(&lo, &hi);
+            let pairs = eng(self.engine.scan(s, e, batch))?;
+            let exhausted = pairs.len() < batch;
+            for (k, v) in pairs.iter() {
+                let Some(user) = keys::strip_user(k) else {
+                    continue;
+                };
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                let mut kv = Record::decode_stored(user, v)?.into_kv(user.to_vec());
+                if page.keys_only {
+                    kv.value = Vec::new();
+                }
+                let size = kv.key.len() + kv.value.len() + limits::SCAN_ITEM_OVERHEAD;
+                if !out.is_empty() && bytes + size > page.bytes_max {
+                    return Ok((out, true));
+                }
+                bytes += size;
+                largest = largest.max(size);
+                out.push(kv);
+            }
+            match pairs.last() {
+                Some((k, _)) if !exhausted => {
+                    lo = k.to_vec();
+                    lo.push(0);
+                }
+                _ => return Ok((out, false)),
+            }
         }
-        Ok((out, more))
     }
 
     /// Up to `limit` key-values whose keys start with `prefix`.

@@ -106,6 +106,7 @@ fn method_label(path: &str) -> &'static str {
         "/raftkv.kv.Cluster/Remove",
         "/raftkv.kv.Cluster/TransferLeader",
         "/raftkv.kv.Cluster/Snapshot",
+        "/raftkv.kv.Cluster/Backup",
         "/raftkv.raft.Raft/Send",
         "/raftkv.raft.Raft/InstallSnapshot",
         "/raftkv.health.Health/Ping",
@@ -118,6 +119,18 @@ fn method_label(path: &str) -> &'static str {
             rest.split_once('.').map(|(_, m)| m).unwrap_or(rest)
         })
         .unwrap_or("other")
+}
+
+/// The INVALID_ARGUMENT answer to a request tonic found over the message
+/// size limit (its OUT_OF_RANGE status in `headers`).
+fn oversized_request(headers: &http::HeaderMap) -> tonic::Status {
+    let detail = tonic::Status::from_header_map(headers)
+        .map(|s| s.message().to_string())
+        .unwrap_or_default();
+    tonic::Status::invalid_argument(format!(
+        "request too large ({detail}): a key may have at most limits.key_size_max \
+         and a value at most limits.value_size_max bytes"
+    ))
 }
 
 /// Whether the request came over TLS with a verified client certificate.
@@ -186,6 +199,16 @@ where
                 .and_then(|v| v.parse::<i32>().ok())
                 .map(tonic::Code::from_i32)
                 .unwrap_or(tonic::Code::Ok);
+            // tonic refuses a request over the decoding limit with
+            // OUT_OF_RANGE before our handler runs; the API promises
+            // INVALID_ARGUMENT for a request over a limit.
+            if code == tonic::Code::OutOfRange && path.starts_with("/raftkv.kv.") {
+                let status = oversized_request(res.headers());
+                layer
+                    .metrics
+                    .request(method, code_name(status.code()), start.elapsed());
+                return Ok(status.into_http());
+            }
             let ok = code == tonic::Code::Ok;
             layer
                 .metrics

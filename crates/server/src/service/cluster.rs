@@ -151,6 +151,8 @@ impl pb::cluster_server::Cluster for ClusterService {
             cluster_id: self.handle.identity.cluster_id,
             incarnation: self.handle.identity.incarnation,
             recovering: st.recovering,
+            disk_free_bytes: self.handle.disk.free().unwrap_or(0),
+            disk_reserve_bytes: self.handle.disk.reserve(),
         }))
     }
 
@@ -284,6 +286,15 @@ impl pb::cluster_server::Cluster for ClusterService {
             header: Some(self.handle.header()),
             leader_id: to,
         }))
+    }
+
+    type BackupStream = crate::backup::BackupStream;
+
+    async fn backup(
+        &self,
+        _req: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        crate::backup::serve(&self.handle).await.map(Response::new)
     }
 
     async fn snapshot(

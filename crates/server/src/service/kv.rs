@@ -211,20 +211,20 @@ impl pb::kv_server::Kv for KvService {
             )));
         }
         self.handle.read_barrier(r.serializable).await?;
+        // A page fits in one response: at most the encoding limit, less
+        // room for the header.
+        let page = ::kv::ScanPage {
+            limit,
+            bytes_max: super::response_size_max(&self.handle.limits)
+                .saturating_sub(crate::limits::SCAN_RESPONSE_HEADROOM),
+            keys_only: r.keys_only,
+        };
         let (kvs, more) = self
             .handle
             .reader
-            .scan_page(&start, &end, limit)
+            .scan_page(&start, &end, &page)
             .map_err(read_error)?;
-        let kvs = kvs
-            .into_iter()
-            .map(|mut kv| {
-                if r.keys_only {
-                    kv.value.clear();
-                }
-                kv_to_pb(kv)
-            })
-            .collect();
+        let kvs = kvs.into_iter().map(kv_to_pb).collect();
         Ok(Response::new(pb::ScanResponse {
             header: Some(self.handle.header()),
             kvs,

@@ -99,6 +99,16 @@ pub(crate) struct Handle {
     pub election_timeout: Duration,
     /// Connections to the leader, for calls a follower forwards.
     pub forwarder: Arc<forward::Forwarder>,
+    /// Free space on the data dir's volume (writes stop below the reserve).
+    pub disk: Arc<crate::disk::DiskGuard>,
+}
+
+/// The largest Kv response a node encodes (a Scan page is cut to fit): the
+/// request limit, but never below what the state machine may answer.
+pub(crate) fn response_size_max(limits: &Limits) -> usize {
+    limits
+        .grpc_message_size_max
+        .max(::kv::limits::RESPONSE_SIZE_MAX)
 }
 
 impl Handle {
@@ -212,6 +222,7 @@ impl Handle {
     pub(crate) async fn propose(&self, request: Request) -> Result<::kv::Response, Status> {
         request.validate().map_err(command_error)?;
         self.check_leader()?;
+        self.disk.check_write(self.id)?;
         let _permit = self.proposals.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "{} writes already pending (pending_proposals_max); back off and retry",
