@@ -27,6 +27,8 @@
 //! - `crash ID` (loses everything not synced) / `restart ID`.
 //! - `leader-down ID PEER`: the transport of ID reports PEER down
 //!   (`report_leader_down`); prints whether ID took it.
+//! - `replaced ID PEER`: the transport of ID saw a new incarnation of PEER
+//!   (`report_replaced`); prints whether ID took it.
 //! - `propose ID DATA`, `read ID CTX`, `transfer FROM TO`,
 //!   `add-learner LEADER ID`, `promote LEADER ID`, `remove LEADER ID`,
 //!   `compact ID` (at the applied index).
@@ -198,6 +200,13 @@ impl goldenscript::Runner for Runner {
                 let taken = c.node(id)?.raw.report_leader_down(peer);
                 let verb = if taken { "takes" } else { "ignores" };
                 writeln!(out, "{id}: {verb} the report that {peer} is down")?;
+            }
+            "replaced" => {
+                let id = one(&mut args)?;
+                let peer = one(&mut args)?;
+                let taken = c.node(id)?.raw.report_replaced(peer);
+                let verb = if taken { "restarts" } else { "ignores" };
+                writeln!(out, "{id}: {verb} the progress of replaced node {peer}")?;
             }
             "transfer" => {
                 let from = one(&mut args)?;
