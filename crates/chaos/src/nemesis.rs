@@ -317,7 +317,7 @@ impl<'a> Nemesis<'a> {
     /// Adds `id` as a learner if it is no member, waits for it to catch
     /// up, promotes it if it is a learner.
     async fn finish_readd(&mut self, id: u64) -> std::result::Result<(), String> {
-        let addr = self.cluster.addr(id);
+        let addr = self.cluster.peer_addr(id);
         if self.membership_of(id).await?.is_none() {
             let added = self.admin.add_learner(id, &addr).await;
             if let Err(e) = added {

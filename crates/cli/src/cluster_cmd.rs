@@ -27,7 +27,10 @@ pub struct MembersArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MembersAction {
-    /// Add a node as a learner (it catches up, but does not vote).
+    /// Add a node as a learner (it catches up, but does not vote). ADDR is
+    /// the new node's PEER address (its --peer-listen, default its client
+    /// port + 200); its client address arrives with its first peer
+    /// handshake. Start the new node with --join first.
     AddLearner { id: u64, addr: String },
     /// Make a learner a voter.
     Promote { id: u64 },
@@ -84,12 +87,14 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
                 s.applied_index.to_string(),
                 s.last_log_index.to_string(),
                 s.snapshot_index.to_string(),
+                s.peer_auth.clone(),
             ]),
             Err(e) => {
                 rows.push(vec![
                     "?".into(),
                     n.addr.clone(),
                     "down".into(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -104,7 +109,18 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     println!(
         "{}",
         table(
-            &["ID", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAPSHOT"],
+            &[
+                "ID",
+                "ADDRESS",
+                "ROLE",
+                "TERM",
+                "LEADER",
+                "COMMIT",
+                "APPLIED",
+                "LAST",
+                "SNAPSHOT",
+                "PEER AUTH"
+            ],
             &rows
         )
     );
@@ -136,10 +152,14 @@ fn print_members(r: &MembersResponse, json_out: bool) {
                     (false, true) => "voter (leader)".to_string(),
                     (false, false) => "voter".to_string(),
                 },
+                m.peer_addr.clone(),
             ]
         })
         .collect();
-    println!("{}", table(&["ID", "ADDRESS", "ROLE"], &rows));
+    println!(
+        "{}",
+        table(&["ID", "ADDRESS", "ROLE", "PEER ADDRESS"], &rows)
+    );
     if r.index != 0 {
         eprintln!("(configuration applied at index {})", r.index);
     }

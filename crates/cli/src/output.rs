@@ -14,9 +14,10 @@
 //!   `{"succeeded": false, "current": key|null}`
 //! - `status`: `{"nodes": [{"addr", "ok": true, "id", "role", "term",
 //!   "leader_id", "leader_addr", "commit_index", "applied_index",
-//!   "last_log_index", "snapshot_index", "members": [member...]} |
+//!   "last_log_index", "snapshot_index", "peer_auth", "members": [member...]} |
 //!   {"addr", "ok": false, "error"}]}`
-//! - member: `{"id", "addr", "role": "voter"|"learner"}`
+//! - member: `{"id", "addr", "peer_addr", "role": "voter"|"learner"}` (`addr`:
+//!   the client address, `peer_addr`: the Raft service's)
 //! - `members`: `{"header", "members": [member...], "index"}`
 //! - `transfer-leader`: `{"header", "leader_id"}`
 //! - `snapshot`: `{"nodes": [{"addr", "ok": true, "snapshot_index",
@@ -71,6 +72,7 @@ pub fn member_json(m: &Member) -> Value {
     json!({
         "id": m.id,
         "addr": m.addr,
+        "peer_addr": m.peer_addr,
         "role": if m.learner { "learner" } else { "voter" },
     })
 }
@@ -88,6 +90,7 @@ pub fn status_json(addr: &str, s: &StatusResponse) -> Value {
         "applied_index": s.applied_index,
         "last_log_index": s.last_log_index,
         "snapshot_index": s.snapshot_index,
+        "peer_auth": s.peer_auth,
         "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
     })
 }
@@ -178,6 +181,7 @@ mod tests {
                 id: 4,
                 addr: "h:4".into(),
                 learner: true,
+                peer_addr: "h:204".into(),
             }],
             ..StatusResponse::default()
         };
@@ -187,7 +191,7 @@ mod tests {
         assert_eq!(j["commit_index"], 10);
         assert_eq!(
             j["members"][0],
-            json!({"id":4,"addr":"h:4","role":"learner"})
+            json!({"id":4,"addr":"h:4","peer_addr":"h:204","role":"learner"})
         );
         let e = error_json("h:1", &"refused");
         assert_eq!(e, json!({"addr":"h:1","ok":false,"error":"refused"}));

@@ -26,6 +26,23 @@
 //!    the applied index);
 //! 6. `advance`.
 //!
+//! # Only members speak
+//!
+//! A peer message whose `from` is not in the node's current configuration
+//! (voters and learners) is dropped before the core and counted
+//! (`raftkv_peer_messages_dropped_total{reason="not-member"}`), except while
+//! the node has no configuration at all: a joining node must hear the
+//! leader that added it. (The peer service already refuses the handshake
+//! of a non-member; this catches a node removed while its stream was open.)
+//!
+//! # Peer events
+//!
+//! The transport reports peers found down (a follower may campaign early,
+//! see [`RawNode::report_leader_down`]), peers whose data dir was replaced
+//! (a new incarnation in their handshake: logged at WARN, and the leader
+//! probes them from scratch, see [`RawNode::report_replaced`]), and peers
+//! that refused our handshake (logged by the transport).
+//!
 //! No lock is held across the fsync or any network call: the driver owns
 //! its state, and the transport's outboxes are bounded channels it never
 //! waits on.
@@ -57,7 +74,7 @@ use crate::descriptor::Descriptor;
 use crate::error::ServerError;
 use crate::limits::PROPOSALS_PER_BATCH_MAX;
 use crate::service::{not_leader, unavailable};
-use crate::transport::Transport;
+use crate::transport::{PeerEvent, Transport};
 
 /// What the services ask of the driver.
 pub(crate) enum NodeRequest {
@@ -226,8 +243,8 @@ pub(crate) struct Node {
     pub raw: RawNode<Wal>,
     pub requests: mpsc::Receiver<NodeRequest>,
     pub peer_rx: mpsc::Receiver<Message>,
-    /// Peers the transport found down (see [`RawNode::report_leader_down`]).
-    pub down_rx: mpsc::Receiver<u64>,
+    /// What the transport tells of peers (see the module docs).
+    pub events_rx: mpsc::Receiver<PeerEvent>,
     /// When to campaign because the leader was reported down.
     pub campaign_at: Option<tokio::time::Instant>,
     /// How far apart the remaining voters campaign after their leader is
@@ -266,7 +283,7 @@ impl Node {
                 biased;
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => self.raw.tick(),
-                Some(peer) = self.down_rx.recv() => self.leader_down(peer),
+                Some(ev) = self.events_rx.recv() => self.peer_event(ev),
                 _ = sleep_until(self.campaign_at) => self.campaign_after_leader_down(),
                 m = self.peer_rx.recv() => {
                     let Some(m) = m else { break };
@@ -307,6 +324,36 @@ impl Node {
         Ok(())
     }
 
+    fn peer_event(&mut self, ev: PeerEvent) {
+        match ev {
+            PeerEvent::Down(peer) => self.leader_down(peer),
+            PeerEvent::Replaced {
+                id,
+                old_incarnation,
+                new_incarnation,
+            } => {
+                let restarted = self.raw.report_replaced(id);
+                tracing::warn!(
+                    node = self.id,
+                    peer = id,
+                    old_incarnation = %crate::identity::hex(old_incarnation),
+                    new_incarnation = %crate::identity::hex(new_incarnation),
+                    leader_probes_it_again = restarted,
+                    "peer's data dir was replaced; it no longer counts for commit until it \
+                     acknowledges entries again"
+                );
+            }
+            PeerEvent::RefusedUs { by, reason } => {
+                tracing::debug!(
+                    node = self.id,
+                    by,
+                    reason = reason.as_str(),
+                    "peer refused us"
+                );
+            }
+        }
+    }
+
     /// The transport found `peer` down: if it is our leader, campaign soon.
     fn leader_down(&mut self, peer: u64) {
         if !self.raw.report_leader_down(peer) {
@@ -345,6 +392,23 @@ impl Node {
     }
 
     fn step(&mut self, m: Message) -> Result<(), ServerError> {
+        let member = {
+            let soft = self.soft_tx.borrow();
+            let c = &soft.conf;
+            let none = c.voters.is_empty() && c.voters_outgoing.is_empty() && c.learners.is_empty();
+            none || c.voters.contains(&m.from)
+                || c.voters_outgoing.contains(&m.from)
+                || c.learners.contains(&m.from)
+        };
+        if !member {
+            crate::observe::metrics::peer_message_dropped(self.id, "not-member");
+            tracing::debug!(
+                node = self.id,
+                from = m.from,
+                "dropping a message from a non-member"
+            );
+            return Ok(());
+        }
         crate::observe::metrics::count_received(self.id, &m);
         match self.raw.step(m) {
             Ok(()) => Ok(()),
@@ -476,7 +540,7 @@ impl Node {
         }
         let desc = Descriptor {
             state_index: index,
-            addrs: self.book.all(),
+            addrs: self.book.peers(),
         };
         match self.raw.compact(index, desc.encode()) {
             Ok(()) => {
@@ -613,7 +677,7 @@ impl Node {
                 )));
             }
             if let Some(d) = Descriptor::decode(&snap.data) {
-                self.book.merge(&d.addrs)?;
+                self.book.merge_peers(&d.addrs)?;
             }
             tracing::info!(
                 node = self.id,

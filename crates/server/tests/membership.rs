@@ -93,7 +93,7 @@ async fn grow_to_five_remove_the_leader_and_transfer_while_a_client_writes() {
     // Grow: two learners, then promote them.
     for id in 4..=5u64 {
         let addr = c.start_joining(id).await;
-        addrs.lock().unwrap().insert(id, addr.clone());
+        addrs.lock().unwrap().insert(id, c.addrs[&id].clone());
         let r = on_leader(&c, |mut cl| {
             let addr = addr.clone();
             async move { cl.add_learner(AddLearnerRequest { id, addr }).await }
