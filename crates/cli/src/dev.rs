@@ -361,9 +361,10 @@ fn print_banner(
     println!();
     for n in nodes {
         println!(
-            "  node {}  {}  pid {}  data {}  log {}",
+            "  node {}  {}  peers {}  pid {}  data {}  log {}",
             n.id,
             n.addr,
+            peer_addr_of(&n.addr).unwrap_or_default(),
             n.child.id().map_or("-".to_string(), |p| p.to_string()),
             n.data_dir.display(),
             n.log.display()
@@ -373,6 +374,10 @@ fn print_banner(
         println!();
         println!("  web page: http://{web}/  (every node serves one; metrics at /metrics)");
     }
+    println!(
+        "  peers authenticate with the secret in {}",
+        root.join("cluster-secret").display()
+    );
     println!();
     let endpoints = addrs.join(",");
     if endpoints != crate::DEFAULT_ENDPOINTS {
