@@ -575,3 +575,73 @@ async fn a_replaced_follower_is_recognised_by_the_leader_and_caught_up() {
     );
     c.stop_all().await;
 }
+
+/// A node holding another node's certificate (signed by the cluster CA)
+/// is cut off both ways: its calls are refused (the certificate does not
+/// name the id it claims), and its peers do not accept it as the server
+/// they dial (the name `node-<id>.raftkv` does not match).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_another_nodes_certificate_is_cut_off_both_ways() {
+    let certs = tempfile::tempdir().unwrap();
+    let cluster_ca = ca("cluster CA");
+    let cdir = certs.path().to_path_buf();
+    let ca_pem = cluster_ca.pem.clone();
+    // Node 3 holds a certificate naming node 2.
+    let node_certs: BTreeMap<u64, (String, String)> = (1..=3)
+        .map(|id| {
+            let named = if id == 3 { 2 } else { id };
+            (id, leaf(&cluster_ca, &format!("node{id}"), Some(named)))
+        })
+        .collect();
+    let nc = node_certs.clone();
+    let (mut c, https) = start(3, move |cfg| {
+        cfg.tls = Some(write_tls(
+            &cdir,
+            &format!("node{}", cfg.id),
+            &ca_pem,
+            &nc[&cfg.id],
+        ));
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut leader = 0;
+        for id in [1u64, 2] {
+            let ch = tls_channel(&c.addrs[&id], &cluster_ca.pem, None).await;
+            let mut cl = proto::kv::cluster_client::ClusterClient::new(ch);
+            if let Ok(s) = cl.status(StatusRequest {}).await {
+                if s.into_inner().role == Role::Leader as i32 {
+                    leader = id;
+                }
+            }
+        }
+        let (mut refused, mut by) = (0.0, 0.0);
+        if leader != 0 {
+            // (The leader serves HTTP: it answered over gRPC.)
+            let http = &https[&leader];
+            refused = counter(http, "raftkv_peer_refused_total", 1, Some("wrong-node")).await
+                + counter(http, "raftkv_peer_refused_total", 2, Some("wrong-node")).await;
+            by = counter(http, "raftkv_peer_refused_by_total", 3, Some("wrong-node")).await;
+        }
+        if refused > 0.0 && by > 0.0 && leader != 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3 not refused ({refused}, {by}) or no leader among 1 and 2"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Node 3 never heard from the leader (dialling it fails the name
+    // check): nothing applied, no leader known.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ch = tls_channel_named(&c.addrs[&3], &cluster_ca.pem, None, "localhost").await;
+    let s3 = proto::kv::cluster_client::ClusterClient::new(ch)
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s3.applied_index, 0, "{s3:?}");
+    assert_eq!(s3.leader_id, 0, "{s3:?}");
+    c.stop_all().await;
+}
