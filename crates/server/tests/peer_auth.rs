@@ -170,6 +170,36 @@ async fn start(n: u64, tweak: impl Fn(&mut server::Config)) -> (Cluster, BTreeMa
     (c, http)
 }
 
+/// Starts 3 TLS nodes; node `id` holds a node certificate naming node
+/// `named(id)`. Returns the cluster, the HTTP addresses and the
+/// certificates.
+async fn start_tls(
+    dir: &std::path::Path,
+    cluster_ca: &Ca,
+    named: impl Fn(u64) -> u64,
+) -> (
+    Cluster,
+    BTreeMap<u64, String>,
+    BTreeMap<u64, (String, String)>,
+) {
+    let node_certs: BTreeMap<u64, (String, String)> = (1..=3)
+        .map(|id| (id, leaf(cluster_ca, &format!("node{id}"), Some(named(id)))))
+        .collect();
+    let nc = node_certs.clone();
+    let cdir = dir.to_path_buf();
+    let ca_pem = cluster_ca.pem.clone();
+    let (c, https) = start(3, move |cfg| {
+        cfg.tls = Some(write_tls(
+            &cdir,
+            &format!("node{}", cfg.id),
+            &ca_pem,
+            &nc[&cfg.id],
+        ));
+    })
+    .await;
+    (c, https, node_certs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_messages_without_the_secret_or_with_a_spoofed_from_are_refused_and_never_applied() {
     let sdir = tempfile::tempdir().unwrap();
@@ -434,21 +464,7 @@ async fn another_clusters_node_is_refused_on_both_ends() {
 async fn a_client_certificate_or_another_nodes_certificate_cannot_act_as_a_peer() {
     let certs = tempfile::tempdir().unwrap();
     let cluster_ca = ca("cluster CA");
-    let cdir = certs.path().to_path_buf();
-    let ca_pem = cluster_ca.pem.clone();
-    let node_certs: BTreeMap<u64, (String, String)> = (1..=3)
-        .map(|id| (id, leaf(&cluster_ca, &format!("node{id}"), Some(id))))
-        .collect();
-    let nc = node_certs.clone();
-    let (mut c, https) = start(3, move |cfg| {
-        cfg.tls = Some(write_tls(
-            &cdir,
-            &format!("node{}", cfg.id),
-            &ca_pem,
-            &nc[&cfg.id],
-        ));
-    })
-    .await;
+    let (mut c, https, node_certs) = start_tls(certs.path(), &cluster_ca, |id| id).await;
     let http = https[&1].clone();
     // The cluster works over mutual TLS with node certificates.
     let mut l = 0;
@@ -584,25 +600,9 @@ async fn a_replaced_follower_is_recognised_by_the_leader_and_caught_up() {
 async fn a_node_with_another_nodes_certificate_is_cut_off_both_ways() {
     let certs = tempfile::tempdir().unwrap();
     let cluster_ca = ca("cluster CA");
-    let cdir = certs.path().to_path_buf();
-    let ca_pem = cluster_ca.pem.clone();
     // Node 3 holds a certificate naming node 2.
-    let node_certs: BTreeMap<u64, (String, String)> = (1..=3)
-        .map(|id| {
-            let named = if id == 3 { 2 } else { id };
-            (id, leaf(&cluster_ca, &format!("node{id}"), Some(named)))
-        })
-        .collect();
-    let nc = node_certs.clone();
-    let (mut c, https) = start(3, move |cfg| {
-        cfg.tls = Some(write_tls(
-            &cdir,
-            &format!("node{}", cfg.id),
-            &ca_pem,
-            &nc[&cfg.id],
-        ));
-    })
-    .await;
+    let named = |id| if id == 3 { 2 } else { id };
+    let (mut c, https, _) = start_tls(certs.path(), &cluster_ca, named).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let mut leader = 0;
