@@ -35,6 +35,13 @@
 //! leader that added it. (The peer service already refuses the handshake
 //! of a non-member; this catches a node removed while its stream was open.)
 //!
+//! Known gap: "member" means the configuration in this node's own log. A
+//! follower that missed the entry adding node X (it was down or cut off)
+//! refuses X; if X then leads, that follower is not caught up until the
+//! leadership moves to a node its configuration names (e.g. `raftkv
+//! transfer-leader`). Telling such a new member from a removed one needs
+//! more than the configuration (e.g. the incarnation a removed node had).
+//!
 //! # Peer events
 //!
 //! The transport reports peers found down (a follower may campaign early,
