@@ -26,6 +26,10 @@
 //! locally, while the checker still demands linearizability: stale reads
 //! then show as violations. That mode is how we know the checks can fail.
 //!
+//! `--lease-read` starts the nodes with `--lease-read`: linearizable reads
+//! are served from the leader's lease, which must stay safe when the leader
+//! is paused (SIGSTOP) past its election timeout and resumed.
+//!
 //! # Modules
 //!
 //! - [`schedule`]: the seeded nemesis plan; [`rng`]: its generator.

@@ -49,6 +49,11 @@ struct Args {
     /// with the node that answers (the path plain gRPC clients take).
     #[arg(long)]
     follower_forwarding: bool,
+    /// The nodes serve linearizable reads from the leader's lease
+    /// (`raftkv server --lease-read`); pauses (SIGSTOP of the leader or a
+    /// random node) are part of every schedule.
+    #[arg(long)]
+    lease_read: bool,
     /// Exit 0 only if every run found a linearizability violation.
     #[arg(long)]
     expect_violation: bool,
@@ -227,14 +232,21 @@ async fn async_main(args: Args, bin: PathBuf, network_off: Option<String>) -> Ex
             network,
             recovery_bound: args.recovery_bound,
             converge_bound: Duration::from_secs(30),
-            server_args: vec![
-                "--tick-ms".into(),
-                args.tick_ms.to_string(),
-                "--snapshot-threshold".into(),
-                args.snapshot_threshold.to_string(),
-            ],
+            server_args: {
+                let mut a = vec![
+                    "--tick-ms".into(),
+                    args.tick_ms.to_string(),
+                    "--snapshot-threshold".into(),
+                    args.snapshot_threshold.to_string(),
+                ];
+                if args.lease_read {
+                    a.push("--lease-read".into());
+                }
+                a
+            },
             keep: args.keep,
             eager_wipe: args.eager_wipe,
+            lease_read: args.lease_read,
         };
         println!("chaos: seed {seed}: {} steps planned", plan.steps.len());
         match run::run(config, plan, network_off.clone(), cancel_rx.clone()).await {

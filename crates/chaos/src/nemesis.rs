@@ -6,7 +6,9 @@
 //! its step: remove the node, *confirm* through `Members` that it is gone
 //! (only then is wiping its disk safe: a voter's disk is never wiped), kill
 //! it, wipe its data, restart it with `--join`, add it as a learner, wait
-//! until it has caught up, promote it. A change left half-done (a timeout)
+//! until it has caught up, promote it. A node re-added without a wipe
+//! (its removal was not yet known everywhere) that says it was removed is
+//! wiped first: a removed node never takes part again on its old data. A change left half-done (a timeout)
 //! is finished by [`Nemesis::repair_membership`] after the last step.
 //!
 //! Nemesis actions that fail (a transfer the leader refuses, a remove that
@@ -317,9 +319,20 @@ impl<'a> Nemesis<'a> {
     /// Adds `id` as a learner if it is no member, waits for it to catch
     /// up, promotes it if it is a learner.
     async fn finish_readd(&mut self, id: u64) -> std::result::Result<(), String> {
-        let addr = self.cluster.peer_addr(id);
+        let addr = self.cluster.addr(id);
+        let peer_addr = self.cluster.peer_addr(id);
+        // A node that knows it was removed (its removal is committed) stays
+        // out for good on its data: wipe it, as an operator would.
+        if self.admin.status_of(&addr).await.is_ok_and(|s| s.removed) {
+            self.log(format!(
+                "membership: node {id} says it was removed; wiping it"
+            ));
+            self.cluster.kill(id).await.map_err(|e| e.to_string())?;
+            self.cluster.wipe(id).map_err(|e| e.to_string())?;
+            self.cluster.start(id, true).map_err(|e| e.to_string())?;
+        }
         if self.membership_of(id).await?.is_none() {
-            let added = self.admin.add_learner(id, &addr).await;
+            let added = self.admin.add_learner(id, &peer_addr).await;
             if let Err(e) = added {
                 if !matches!(e, client::Error::AlreadyExists(_)) {
                     return Err(format!("add learner: {e}"));

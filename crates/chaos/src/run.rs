@@ -63,6 +63,9 @@ pub struct RunConfig {
     /// Wipe removed nodes without waiting until every node knows of the
     /// removal (see [`Nemesis::set_eager_wipe`]).
     pub eager_wipe: bool,
+    /// The nodes serve linearizable reads from the leader's lease
+    /// (`raftkv server --lease-read`).
+    pub lease_read: bool,
 }
 
 /// What a run found.
@@ -73,6 +76,8 @@ pub struct Report {
     pub duration_ms: u64,
     pub serializable_reads: bool,
     pub follower_forwarding: bool,
+    /// The nodes ran with `--lease-read`.
+    pub lease_read: bool,
     /// `None` when partitions ran; else why they did not.
     pub network_off: Option<String>,
     pub counts: Counts,
@@ -118,10 +123,10 @@ impl Report {
             self.seed,
             self.nodes,
             self.duration_ms / 1000,
-            if self.serializable_reads {
-                "serializable"
-            } else {
-                "linearizable"
+            match (self.serializable_reads, self.lease_read) {
+                (true, _) => "serializable",
+                (false, true) => "linearizable (leader lease)",
+                (false, false) => "linearizable",
             },
             if self.follower_forwarding {
                 " via followers"
@@ -472,6 +477,7 @@ pub async fn run(
         duration_ms: u64::try_from(config.duration.as_millis()).unwrap_or(u64::MAX),
         serializable_reads: config.workload.serializable_reads,
         follower_forwarding: config.workload.follower_forwarding,
+        lease_read: config.lease_read,
         network_off,
         counts,
         injected,

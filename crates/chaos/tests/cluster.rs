@@ -56,6 +56,7 @@ fn config(bin: PathBuf, seed: u64, nodes: u64, secs: u64, serializable: bool) ->
         ],
         keep: false,
         eager_wipe: false,
+        lease_read: false,
     }
 }
 

@@ -7,7 +7,7 @@ use client::pb::{Member, MembersResponse};
 
 use crate::exit::CliError;
 use crate::output::{
-    error_json, header_json, member_json, print_json, role_name, status_json, table,
+    error_json, header_json, member_json, print_json, status_json, status_role, table,
 };
 use crate::ClientOpts;
 
@@ -27,14 +27,40 @@ pub struct MembersArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MembersAction {
-    /// Add a node as a learner (it catches up, but does not vote). ADDR is
-    /// the new node's PEER address (its --peer-listen, default its client
-    /// port + 200); its client address arrives with its first peer
-    /// handshake. Start the new node with --join first.
+    /// Add a node as a learner (it catches up, but does not vote).
+    ///
+    /// Start the new node too, before or right after, so that it catches up:
+    ///   raftkv server --id ID --listen HOST:PORT --peer-listen ADDR --data-dir DIR --join
+    /// - its data dir EMPTY (a wiped or new one);
+    /// - with --join (`join = true`): without it the node bootstraps a
+    ///   cluster of its own instead of waiting to be added;
+    /// - with the same TLS files (`[tls]`, a node certificate signed by the
+    ///   cluster's CA) and tokens as the other nodes;
+    /// - ADDR is where the other nodes reach its Raft service: its PEER
+    ///   address (--peer-listen, default its client port + 200); its
+    ///   client address arrives with its first peer handshake.
+    ///
+    /// Then wait until it has caught up (`raftkv status`: its applied index
+    /// near the leader's) and promote it.
+    #[command(verbatim_doc_comment)]
     AddLearner { id: u64, addr: String },
     /// Make a learner a voter.
+    ///
+    /// Refused (FAILED_PRECONDITION, exit code 1) while the learner has not
+    /// caught up: the leader has not heard from it within an election
+    /// timeout (it is not running, or cannot be reached), it does not hold
+    /// the configuration that added it yet, or it is more than 1024
+    /// entries behind. The message names its match index and the leader's
+    /// last and commit index; retry once it has caught up.
+    #[command(verbatim_doc_comment)]
     Promote { id: u64 },
     /// Remove a member (the leader too).
+    ///
+    /// The removed node learns of its removal, stops taking part and
+    /// answers every client call FAILED_PRECONDITION (its `status` says
+    /// `removed`); it keeps running until you stop it. To use it again,
+    /// wipe its data dir and add it back as a learner.
+    #[command(verbatim_doc_comment)]
     Remove { id: u64 },
 }
 
@@ -76,7 +102,7 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
             Ok(s) => rows.push(vec![
                 s.id.to_string(),
                 n.addr.clone(),
-                role_name(s.role).to_string(),
+                status_role(s).to_string(),
                 s.term.to_string(),
                 if s.leader_id == 0 {
                     "-".to_string()

@@ -68,6 +68,16 @@ pub fn role_name(role: i32) -> &'static str {
     }
 }
 
+/// A node's role as `status` shows it: "removed" for a node removed from
+/// the cluster, else its Raft role.
+pub fn status_role(s: &StatusResponse) -> &'static str {
+    if s.removed {
+        "removed"
+    } else {
+        role_name(s.role)
+    }
+}
+
 pub fn member_json(m: &Member) -> Value {
     json!({
         "id": m.id,
@@ -82,7 +92,8 @@ pub fn status_json(addr: &str, s: &StatusResponse) -> Value {
         "addr": addr,
         "ok": true,
         "id": s.id,
-        "role": role_name(s.role),
+        "role": status_role(s),
+        "removed": s.removed,
         "term": s.term,
         "leader_id": s.leader_id,
         "leader_addr": s.leader_addr,

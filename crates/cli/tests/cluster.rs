@@ -634,6 +634,75 @@ async fn membership_changes_through_the_cli_while_a_client_writes() {
     }
 }
 
+/// Issue 11: `raftkv members promote` accepted a learner that was never
+/// started, and a removed node went on answering as a follower. Now the
+/// promotion fails (exit code 1) with the lag named, and `raftkv status`
+/// shows the removed node as `removed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_a_learner_that_never_started_fails_and_status_shows_a_removed_node() {
+    let cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    // Nothing runs at this address.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let o = cluster.raftkv(&["members", "add-learner", "4", &addr]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    tokio::time::sleep(Duration::from_millis(TICK_MS * (ELECTION_TICKS_MAX + 5))).await;
+    let o = cluster.raftkv(&["members", "promote", "4"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("learner 4 has not caught up")
+            && err.contains("match index is 0")
+            && err.contains("may not be running"),
+        "{err}"
+    );
+    let o = cluster.raftkv(&["members", "--json"]);
+    let voters: Vec<u64> = json(&o)["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|m| m["role"] == "voter")
+                .filter_map(|m| m["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(voters, vec![1, 2, 3]);
+
+    let victim = cluster.nodes[(leader + 1) % 3].id;
+    let o = cluster.raftkv(&["members", "remove", &victim.to_string()]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    let t0 = Instant::now();
+    loop {
+        let o = cluster.raftkv(&["status", "--json"]);
+        let nodes = json(&o)["nodes"].as_array().cloned().unwrap_or_default();
+        let removed = nodes
+            .iter()
+            .any(|n| n["id"].as_u64() == Some(victim) && n["removed"] == true);
+        if removed {
+            let n = nodes.iter().find(|n| n["id"].as_u64() == Some(victim));
+            assert_eq!(n.map(|n| n["role"].clone()), Some("removed".into()));
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{nodes:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let o = cluster.raftkv(&["status"]);
+    let row = stdout(&o)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&victim.to_string()))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(row.contains("removed"), "{}", stdout(&o));
+    // Writes through any endpoint still work: the client skips the
+    // removed node.
+    let o = cluster.raftkv(&["put", "after", "removal"]);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_starts_a_cluster_in_one_command_and_stops_it_on_ctrl_c() {
     // Dev nodes use the base ports, +100 (HTTP) and +200 (peers).
@@ -867,4 +936,142 @@ async fn a_node_kept_down_while_the_log_is_compacted_catches_up_from_a_snapshot(
     let got = back.get_with("s49", ReadMode::Serializable).await;
     let value = got.ok().and_then(|r| r.kv).map(|kv| kv.value);
     assert_eq!(value.as_deref(), Some(&b"49"[..]));
+}
+
+/// Issue 11: with `--lease-read`, a leader stopped with SIGSTOP past the
+/// election timeout while another leader takes writes must not answer a
+/// linearizable get from its old state when it resumes. Its lease is
+/// checked against the monotonic clock, which kept running through the
+/// stall, so the read goes through a heartbeat round (which the others
+/// refuse, and the old leader steps down) instead of being answered at once.
+/// Before, the lease was counted in ticks, which a stopped process does not
+/// count, and the resumed leader answered with the value from before its
+/// pause (whether a read gets in before the new leader's messages is a
+/// race, hence ten rounds of 32 reads over 4 connections waiting in its
+/// sockets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_reading_leader_paused_past_the_election_timeout_reads_nothing_stale() {
+    let cluster = Cluster::start(3, &["--lease-read"]);
+    for round in 0..10 {
+        paused_lease_leader_round(&cluster, round).await;
+    }
+}
+
+/// One round of the test above: returns once the reads after the resume
+/// were checked.
+async fn paused_lease_leader_round(cluster: &Cluster, round: u32) {
+    use client::pb::kv_client::KvClient;
+    let old = cluster.wait_leader(Duration::from_secs(10)).await;
+    let pid = match cluster.nodes[old].child.as_ref().map(Child::id) {
+        Some(p) => p as libc::pid_t,
+        None => panic!("leader not running"),
+    };
+    let before = format!("before-{round}");
+    let after = format!("after-{round}");
+    let c = cluster.client();
+    assert!(
+        c.put("k", before.clone()).await.is_ok(),
+        "{}",
+        cluster.logs()
+    );
+    // Connections straight to the old leader: one attempt per call, no
+    // retry elsewhere, so what it answers is what it served.
+    let addr = cluster.nodes[old].addr.clone();
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        let channel = match tonic::transport::Channel::from_shared(format!("http://{addr}")) {
+            Ok(e) => e.connect().await,
+            Err(e) => panic!("{e}"),
+        };
+        match channel {
+            Ok(ch) => conns.push(KvClient::new(ch)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let kv = conns[0].clone();
+    let get = |mut kv: KvClient<tonic::transport::Channel>| async move {
+        let req = client::pb::GetRequest {
+            key: "k".into(),
+            serializable: false,
+        };
+        let r = tokio::time::timeout(Duration::from_secs(5), kv.get(req)).await;
+        match r {
+            Ok(Ok(resp)) => Ok(resp
+                .into_inner()
+                .kv
+                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())),
+            Ok(Err(status)) => Err(status.message().to_string()),
+            Err(_) => Err("timed out".to_string()),
+        }
+    };
+    // The lease is in use: a get on the leader sees the last write.
+    let first = get(kv.clone()).await;
+    assert_eq!(first, Ok(Some(before.clone())), "{}", cluster.logs());
+
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our
+    // unreaped child's.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let paused = Instant::now();
+    // Another leader is elected and takes a write.
+    let others: Vec<String> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != old)
+        .map(|(_, n)| n.addr.clone())
+        .collect();
+    let rest = cluster.client_of(others);
+    let wrote = rest.put("k", after.clone()).await;
+    if wrote.is_err() {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+        }
+    }
+    assert!(wrote.is_ok(), "{wrote:?}\n{}", cluster.logs());
+    // Stay paused for 1 s in all (2.5 to 5 election timeouts).
+    let pause = Duration::from_millis(1000);
+    tokio::time::sleep(pause.saturating_sub(paused.elapsed())).await;
+    // Reads sent while it is still stopped wait in its socket and are the
+    // first thing it sees on resume, together with the new leader's
+    // messages.
+    let early: Vec<_> = (0..32)
+        .map(|i| tokio::spawn(get(conns[i % conns.len()].clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let mut answers = Vec::new();
+    for h in early {
+        match h.await {
+            Ok(a) => answers.push(a),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // And reads right after the resume, for a while.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(300) {
+        answers.push(get(kv.clone()).await);
+    }
+    let stale = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(Some(v)) if *v == before))
+        .count();
+    assert_eq!(
+        stale,
+        0,
+        "round {round}: the resumed old leader answered {stale} stale reads: {answers:?}\n{}",
+        cluster.logs()
+    );
+    // Every read it answered shows the new write.
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.is_err() || matches!(a, Ok(Some(v)) if *v == after)),
+        "round {round}: {answers:?}"
+    );
 }

@@ -331,6 +331,20 @@ fn classify(status: &tonic::Status, route: Route) -> Failure {
             timed_out: false,
         },
         Code::ResourceExhausted => Failure::Overloaded(status.message().to_string()),
+        // A node removed from the cluster refuses before doing anything:
+        // the next endpoint may be a member.
+        Code::FailedPrecondition
+            if status
+                .metadata()
+                .get(proto::kv::ERROR_METADATA)
+                .is_some_and(|v| v.as_bytes() == proto::kv::NODE_REMOVED.as_bytes()) =>
+        {
+            Failure::Retry {
+                message: status.message().to_string(),
+                in_doubt: false,
+                timed_out: false,
+            }
+        }
         _ => Failure::Final(status.clone()),
     }
 }
@@ -474,6 +488,24 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_node_s_refusal_moves_on_and_other_failed_preconditions_are_final() {
+        let mut removed = tonic::Status::failed_precondition("this node was removed");
+        removed.metadata_mut().insert(
+            proto::kv::ERROR_METADATA,
+            tonic::metadata::MetadataValue::from_static(proto::kv::NODE_REMOVED),
+        );
+        assert!(matches!(
+            classify(&removed, Route::Leader),
+            Failure::Retry {
+                in_doubt: false,
+                ..
+            }
+        ));
+        let other = tonic::Status::failed_precondition("learner 4 has not caught up");
+        assert!(matches!(classify(&other, Route::Leader), Failure::Final(_)));
+    }
 
     #[test]
     fn endpoints_are_checked_and_normalized() {

@@ -8,6 +8,7 @@
 //! | `INVALID_ARGUMENT` | [`Error::InvalidArgument`] | no |
 //! | `NOT_FOUND` | [`Error::NotFound`] | no |
 //! | `ALREADY_EXISTS` | [`Error::AlreadyExists`] | no |
+//! | `FAILED_PRECONDITION` from a node removed from the cluster (`raftkv-error: node-removed`) | [`Error::Unavailable`] once the deadline passes | yes, at the next endpoint |
 //! | `FAILED_PRECONDITION` | [`Error::FailedPrecondition`] (session errors are handled inside) | no |
 //! | anything else | [`Error::Server`] | no |
 

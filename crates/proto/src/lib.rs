@@ -22,13 +22,17 @@ pub mod kv {
     /// gRPC metadata key a follower sets on an `Unavailable` answer: the
     /// leader's client address (`host:port`).
     pub const LEADER_ADDR_METADATA: &str = "raftkv-leader-addr";
-    /// gRPC metadata key on a `FailedPrecondition` answer naming a session
-    /// error: [`UNKNOWN_SESSION`] or [`STALE_REQUEST`].
+    /// gRPC metadata key on a `FailedPrecondition` answer naming its kind:
+    /// a session error ([`UNKNOWN_SESSION`], [`STALE_REQUEST`]) or
+    /// [`NODE_REMOVED`].
     pub const ERROR_METADATA: &str = "raftkv-error";
     /// [`ERROR_METADATA`] value: the session is unknown or expired.
     pub const UNKNOWN_SESSION: &str = "unknown-session";
     /// [`ERROR_METADATA`] value: the request's `seq` is below the session's last.
     pub const STALE_REQUEST: &str = "stale-request";
+    /// [`ERROR_METADATA`] value: the node asked was removed from the
+    /// cluster; it did nothing with the call (ask another node).
+    pub const NODE_REMOVED: &str = "node-removed";
     /// gRPC metadata key a client sets (any value) to get the leader hint
     /// from a follower instead of having the follower forward the call to
     /// the leader (our client library follows hints itself and so saves a

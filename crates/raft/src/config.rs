@@ -1,5 +1,7 @@
 //! A node's configuration: its id, timing (in ticks), features and limits.
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::types::{Index, NodeId};
@@ -28,13 +30,25 @@ pub struct Config {
     /// `election_timeout_ticks_min` ticks steps down.
     pub check_quorum: bool,
     /// Serve `read_index` on the leader from its lease (no heartbeat round)
-    /// while a majority acknowledged it within the last
-    /// `election_timeout_ticks_min - lease_drift_ticks` ticks. Requires
-    /// `check_quorum`; safe only if clocks of nodes drift by less than
-    /// `lease_drift_ticks` per election timeout.
+    /// while less than [`Config::lease_duration`] has passed, on the clock
+    /// the driver gives with [`RawNode::set_now`], since a heartbeat round
+    /// that a majority acknowledged was sent. Requires `check_quorum`, and
+    /// a driver that calls `set_now` (without it the lease is never used).
+    /// See the module docs of `read.rs` (crates/raft/src) for the safety
+    /// argument.
+    ///
+    /// [`RawNode::set_now`]: crate::RawNode::set_now
     pub lease_read: bool,
-    /// The clock-drift bound for lease reads, in ticks (at least 1).
-    pub lease_drift_ticks: u64,
+    /// How long a tick is meant to last: the driver ticks every this long
+    /// (on average, never more often). Only lease reads use it, to turn the
+    /// followers' vote-refusal window (`election_timeout_ticks_min` ticks)
+    /// into time.
+    pub tick_interval: Duration,
+    /// The bound on clock-rate drift for lease reads, in percent of the
+    /// minimum election timeout (1 to 50): how much faster any node's
+    /// clock may run than the leader's, both measured against real time,
+    /// counting both errors. See [`Config::lease_duration`].
+    pub lease_drift_percent: u64,
     /// Most entries in one AppendEntries message.
     pub entries_per_append_max: usize,
     /// Most bytes of entries in one AppendEntries message (one larger entry
@@ -67,7 +81,8 @@ impl Default for Config {
             pre_vote: true,
             check_quorum: true,
             lease_read: false,
-            lease_drift_ticks: 2,
+            tick_interval: Duration::from_millis(100),
+            lease_drift_percent: 10,
             entries_per_append_max: 256,
             bytes_per_append_max: 1024 * 1024,
             inflight_appends_max: 64,
@@ -123,14 +138,27 @@ impl Config {
         if self.lease_read && !self.check_quorum {
             return bad("lease_read requires check_quorum".into());
         }
-        if self.lease_read
-            && (self.lease_drift_ticks == 0
-                || self.lease_drift_ticks >= self.election_timeout_ticks_min)
-        {
+        if self.tick_interval.is_zero() || self.tick_interval > limits::TICK_INTERVAL_MAX {
             return bad(format!(
-                "lease_drift_ticks ({}) must be in 1..election_timeout_ticks_min",
-                self.lease_drift_ticks
+                "tick_interval ({:?}) must be above 0 and at most {:?}",
+                self.tick_interval,
+                limits::TICK_INTERVAL_MAX
             ));
+        }
+        if self.lease_read {
+            if !(1..=50).contains(&self.lease_drift_percent) {
+                return bad(format!(
+                    "lease_drift_percent ({}) must be in 1..=50",
+                    self.lease_drift_percent
+                ));
+            }
+            if self.lease_duration().is_zero() {
+                return bad(format!(
+                    "election_timeout_ticks_min ({}) is too short for lease reads with a \
+                     {}% drift margin and one tick: the lease would be empty",
+                    self.election_timeout_ticks_min, self.lease_drift_percent
+                ));
+            }
         }
         if self.entries_per_append_max == 0
             || self.entries_per_append_max > limits::ENTRIES_PER_APPEND_MAX
@@ -160,6 +188,22 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// How long a lease read may rely on one heartbeat round, counted from
+    /// when the leader created it: the minimum election timeout in time
+    /// (`election_timeout_ticks_min × tick_interval`), minus
+    /// `lease_drift_percent` of it for clock-rate drift, minus one tick
+    /// (a follower's first tick after it hears from the leader may come at
+    /// once). Zero if nothing is left.
+    ///
+    /// With the defaults (10 ticks of 100 ms, 10 %): 1000 − 100 − 100 =
+    /// 800 ms.
+    pub fn lease_duration(&self) -> Duration {
+        let ticks = u32::try_from(self.election_timeout_ticks_min).unwrap_or(u32::MAX);
+        let min = self.tick_interval.saturating_mul(ticks);
+        let drift = min.mul_f64(self.lease_drift_percent.min(100) as f64 / 100.0);
+        min.saturating_sub(drift).saturating_sub(self.tick_interval)
     }
 }
 
@@ -220,5 +264,46 @@ mod tests {
             ..Config::default()
         };
         assert!(ok.validate().is_ok());
+    }
+
+    #[test]
+    fn lease_duration_takes_off_the_drift_margin_and_one_tick() {
+        let c = Config::default();
+        assert_eq!(c.lease_duration(), Duration::from_millis(800));
+        let c = Config {
+            election_timeout_ticks_min: 3,
+            election_timeout_ticks_max: 6,
+            heartbeat_interval_ticks: 1,
+            tick_interval: Duration::from_millis(50),
+            lease_drift_percent: 20,
+            ..Config::default()
+        };
+        // 150 ms - 30 ms - 50 ms.
+        assert_eq!(c.lease_duration(), Duration::from_millis(70));
+        let empty = Config {
+            election_timeout_ticks_min: 2,
+            election_timeout_ticks_max: 4,
+            heartbeat_interval_ticks: 1,
+            lease_drift_percent: 50,
+            lease_read: true,
+            ..Config::default()
+        };
+        assert!(empty.lease_duration().is_zero());
+        let err = empty.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("too short for lease reads"),
+            "{err}"
+        );
+        let drift = Config {
+            lease_read: true,
+            lease_drift_percent: 0,
+            ..Config::default()
+        };
+        assert!(drift.validate().is_err());
+        let tick = Config {
+            tick_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(tick.validate().is_err());
     }
 }

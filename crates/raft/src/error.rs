@@ -31,6 +31,10 @@ pub enum Error {
     /// outstanding one, or `ready()` was called twice without `advance`.
     #[error("ready/advance misuse: {0}")]
     ReadyMisuse(String),
+    /// This node was removed from the cluster (see
+    /// [`RawNode::is_removed`](crate::RawNode::is_removed)).
+    #[error("node {0} was removed from the cluster")]
+    Removed(NodeId),
     /// A compaction request was out of range.
     #[error("cannot compact to {index}: {reason}")]
     Compact { index: Index, reason: String },
@@ -64,8 +68,78 @@ pub enum ProposeError {
     /// or the leader has not yet committed an entry of its own term.
     #[error("a configuration change cannot be proposed now: {0}")]
     ConfChangeNotAllowed(String),
+    /// A learner may be promoted only once it has caught up: the leader
+    /// heard from it within an election timeout, it holds the configuration
+    /// that made it a learner, and it is at most
+    /// `limits::PROMOTE_LAG_ENTRIES_MAX` entries behind the leader's log.
+    #[error("{0}")]
+    LearnerBehind(LearnerLag),
+    /// This node was removed from the cluster and takes no proposals.
+    #[error("node {id} was removed from the cluster")]
+    Removed { id: NodeId },
     /// The configuration change does not make sense (e.g. removing a node
     /// that is not a member).
     #[error("invalid configuration change: {0}")]
     InvalidConfChange(String),
+}
+
+/// How far a learner is from being promotable
+/// ([`ProposeError::LearnerBehind`]); its `Display` says what is missing
+/// and what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnerLag {
+    /// The learner.
+    pub id: NodeId,
+    /// How far the leader knows its log matches the learner's.
+    pub match_index: Index,
+    /// The leader's last index.
+    pub last_index: Index,
+    /// The leader's commit index.
+    pub commit_index: Index,
+    /// The index of the configuration change that made it a learner (the
+    /// current configuration's).
+    pub conf_index: Index,
+    /// Ticks since the leader last heard from it; `None`: not at all in
+    /// this leader's term.
+    pub heard_ticks_ago: Option<u64>,
+    /// The election timeout (minimum, in ticks): "recently" above.
+    pub election_timeout_ticks: u64,
+}
+
+impl std::fmt::Display for LearnerLag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let LearnerLag {
+            id,
+            match_index,
+            last_index,
+            commit_index,
+            conf_index,
+            heard_ticks_ago,
+            election_timeout_ticks,
+        } = *self;
+        let lag = last_index.saturating_sub(match_index);
+        let why = match heard_ticks_ago {
+            None => "the leader has not heard from it at all: it may not be running (start it \
+                 with an empty data dir, without bootstrap, at the address it was added \
+                 with, with the cluster's secret or TLS settings)"
+                .to_string(),
+            Some(t) if t > election_timeout_ticks => format!(
+                "the leader last heard from it {t} ticks ago (more than an election timeout, \
+             {election_timeout_ticks} ticks): it may have stopped or be cut off"
+            ),
+            Some(_) if match_index < conf_index => format!(
+                "it does not hold the configuration that added it (index {conf_index}) yet: \
+             it is still catching up (receiving a snapshot?); retry once it has"
+            ),
+            Some(_) => format!(
+                "it is {lag} entries behind (at most {} allowed); retry once it has caught up",
+                crate::limits::PROMOTE_LAG_ENTRIES_MAX
+            ),
+        };
+        write!(
+            f,
+            "learner {id} has not caught up: its match index is {match_index}, the leader's \
+             last index {last_index} and commit index {commit_index}; {why}"
+        )
+    }
 }

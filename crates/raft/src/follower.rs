@@ -22,6 +22,7 @@ impl<S: LogStore> RawNode<S> {
                     return Ok(());
                 }
                 self.heard_from_leader(m.from);
+                self.removal.heard_leader_commit(commit);
                 self.handle_append_entries(m.from, prev_index, prev_term, &entries, commit)
             }
             MessageBody::Heartbeat { commit, round } => {

@@ -34,6 +34,11 @@ pub(crate) struct LeaderState {
     /// next Ready is taken, so that all proposals in between share one
     /// AppendEntries per follower.
     pub(crate) bcast_pending: bool,
+    /// Nodes this leader removed, still replicated to (never counted) until
+    /// they hold their removal and its commit: id -> (index of the removal
+    /// entry, tick it was appended). Their progress stays in `progress`,
+    /// marked as learners. See the membership module docs.
+    pub(crate) departing: BTreeMap<NodeId, (Index, u64)>,
 }
 
 impl<S: LogStore> RawNode<S> {
@@ -65,6 +70,7 @@ impl<S: LogStore> RawNode<S> {
             uncommitted: VecDeque::new(),
             uncommitted_bytes: 0,
             bcast_pending: false,
+            departing: BTreeMap::new(),
         }));
         self.leader = Some(self.id);
         self.election_elapsed = 0;
@@ -88,8 +94,27 @@ impl<S: LogStore> RawNode<S> {
         let Some(l) = self.leader_state_mut() else {
             return;
         };
-        l.progress.retain(|id, _| conf.members().contains(id));
-        for id in conf.members() {
+        let members = conf.members();
+        // A departing node added back (after a wipe) starts afresh.
+        let back: Vec<NodeId> = l
+            .departing
+            .keys()
+            .copied()
+            .filter(|id| members.contains(id))
+            .collect();
+        for id in back {
+            l.departing.remove(&id);
+            l.progress.remove(&id);
+        }
+        let departing = &l.departing;
+        l.progress
+            .retain(|id, _| members.contains(id) || departing.contains_key(id));
+        for (id, p) in l.progress.iter_mut() {
+            if departing.contains_key(id) {
+                p.learner = true;
+            }
+        }
+        for id in members {
             if id == me {
                 continue;
             }
@@ -206,6 +231,9 @@ impl<S: LogStore> RawNode<S> {
     fn leader_append(&mut self, entry: Entry) {
         let conf_change = entry.kind == EntryKind::ConfChange;
         let (index, size) = (entry.index, entry.size());
+        if conf_change {
+            self.note_departing(&entry);
+        }
         self.append_to_log(std::slice::from_ref(&entry));
         if let Some(l) = self.leader_state_mut() {
             l.uncommitted.push_back((index, size));
@@ -214,6 +242,51 @@ impl<S: LogStore> RawNode<S> {
         if conf_change {
             // The new configuration is in effect from now on.
             self.sync_progress();
+        }
+    }
+
+    /// A removal of another node is being appended: keep replicating to it
+    /// for a while, so that it learns of its removal (membership docs).
+    fn note_departing(&mut self, entry: &Entry) {
+        let Ok(cc) = crate::confchange::ConfChange::decode(&entry.data) else {
+            return;
+        };
+        let (me, tick) = (self.id, self.ticks);
+        if cc.kind != crate::confchange::ConfChangeKind::RemoveNode || cc.node_id == me {
+            return;
+        }
+        if let Some(l) = self.leader_state_mut() {
+            if l.progress.contains_key(&cc.node_id) {
+                l.departing.insert(cc.node_id, (entry.index, tick));
+            }
+        }
+    }
+
+    /// Stops replicating to departing nodes that hold their removal and its
+    /// commit (and were sent one more heartbeat with it), or that have had
+    /// their time.
+    fn drop_departed(&mut self) {
+        let tick = self.ticks;
+        let patience =
+            limits::DEPARTING_ELECTION_TIMEOUTS_MAX * self.config.election_timeout_ticks_max;
+        let commit = self.log.commit;
+        let Some(l) = self.leader_state_mut() else {
+            return;
+        };
+        let done: Vec<NodeId> = l
+            .departing
+            .iter()
+            .filter(|(id, (index, since))| {
+                let told = l.progress.get(id).is_none_or(|p| {
+                    p.match_index >= *index && p.commit_sent >= *index && commit >= *index
+                });
+                told || tick.saturating_sub(*since) >= patience
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            l.departing.remove(&id);
+            l.progress.remove(&id);
         }
     }
 
@@ -340,11 +413,13 @@ impl<S: LogStore> RawNode<S> {
     }
 
     pub(crate) fn step_leader(&mut self, m: Message) -> Result<()> {
+        let tick = self.ticks;
         if let Some(pr) = self
             .leader_state_mut()
             .and_then(|l| l.progress.get_mut(&m.from))
         {
             pr.recent_active = true;
+            pr.heard_tick = Some(tick);
         }
         match m.body {
             MessageBody::AppendEntriesResponse {
@@ -588,11 +663,12 @@ impl<S: LogStore> RawNode<S> {
     pub(crate) fn bcast_heartbeat(&mut self) {
         let commit = self.log.commit;
         let tick = self.ticks;
+        let now = self.now;
         let snapshot_retry = self.config.election_timeout_ticks_min;
         let Some(l) = self.leader_state_mut() else {
             return;
         };
-        let round = l.reads.new_round(tick);
+        let round = l.reads.new_round(now);
         let mut out = Vec::new();
         for (id, p) in l.progress.iter_mut() {
             if p.state == ProgressState::Snapshot
@@ -606,6 +682,8 @@ impl<S: LogStore> RawNode<S> {
         for (id, c) in out {
             self.send(id, MessageBody::Heartbeat { commit: c, round });
         }
+        // After the heartbeat, which repeats the commit index to them.
+        self.drop_departed();
         self.release_reads();
     }
 }

@@ -125,7 +125,7 @@ mod step;
 
 pub use confchange::{ConfChange, ConfChangeError, ConfChangeKind};
 pub use config::Config;
-pub use error::{Error, ProposeError, Result};
+pub use error::{Error, LearnerLag, ProposeError, Result};
 pub use message::{Message, MessageBody, ReadState};
 pub use node::RawNode;
 pub use ready::{ProgressState, ProgressStatus, Ready, Role, SoftState, Status};

@@ -46,8 +46,24 @@ pub const MEMBERS_MAX: usize = 256;
 /// (index, term, hash) to detect a committed entry that changed.
 pub const COMMITTED_HASH_WINDOW_MAX: usize = 64;
 
-/// Most heartbeat rounds whose send tick the leader remembers (for leases).
+/// Most heartbeat rounds whose creation time the leader remembers (for
+/// leases).
 pub const READS_ROUNDS_REMEMBERED_MAX: usize = 64;
 
 /// Largest election timeout, in ticks.
 pub const ELECTION_TIMEOUT_TICKS_MAX: u64 = 1_000_000;
+
+/// Longest `Config::tick_interval`.
+pub const TICK_INTERVAL_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+/// How far (in entries) a learner's match index may be behind the leader's
+/// last index for the learner to be promoted to a voter. A learner this
+/// close catches up with one or two AppendEntries; one further behind
+/// would be a voter that cannot acknowledge new entries yet, so the
+/// cluster would tolerate one failure fewer until it caught up.
+pub const PROMOTE_LAG_ENTRIES_MAX: Index = 1024;
+
+/// For how many election timeouts (of `election_timeout_ticks_max` ticks)
+/// a leader keeps replicating to a node it removed, so that the node
+/// receives its removal and the commit index covering it and stops (see
+/// the membership module docs). Dropped earlier once the node has both.
+pub const DEPARTING_ELECTION_TIMEOUTS_MAX: u64 = 2;

@@ -62,11 +62,217 @@
 //! operators must wait for `Remove` to succeed (or answer `NotFound`)
 //! before wiping.
 //!
+//! # Promoting a learner
+//!
+//! A learner becomes a voter only once it has caught up
+//! ([`ProposeError::LearnerBehind`] otherwise): the leader heard from it
+//! within an election timeout (`election_timeout_ticks_min` ticks; a node
+//! that was added but never started is never heard from), it holds the
+//! configuration that made it a learner, and it is at most
+//! [`PROMOTE_LAG_ENTRIES_MAX`] entries behind the leader's last index. The
+//! same holds for a voter added directly (`AddVoter` of a non-member): it
+//! has never been heard from, so it is refused; add it as a learner first.
+//! Without this, a promoted node that is not running is a dead voter:
+//! with three voters plus it, a majority is three of four, and the next
+//! single failure stops the cluster.
+//!
+//! # A removed node
+//!
+//! A node learns of its removal in one of two ways, and then is
+//! *removed* ([`RawNode::is_removed`]): it steps no message, sends
+//! nothing, never campaigns, and refuses proposals and reads
+//! ([`ProposeError::Removed`], [`Error::Removed`]). It keeps running so
+//! that its operator can see why it stopped serving (etcd's member exits
+//! instead; a process that stays up and says "removed" in its status is
+//! easier to diagnose than one that is gone).
+//!
+//! 1. **From its log.** The leader keeps replicating to a node it removed
+//!    (not counting it for anything) until the node has the removal entry
+//!    and a commit index covering it, or for
+//!    [`DEPARTING_ELECTION_TIMEOUTS_MAX`] election timeouts. The node is
+//!    removed once, at a moment when it holds every entry the leader has
+//!    told it is committed (its commit index is at least the highest commit
+//!    index an AppendEntries carried, or it is the leader), its configuration
+//!    as of its commit index and its latest configuration both lack it, and
+//!    at an earlier such moment a committed configuration included it. The
+//!    last condition keeps a node that is catching up from being fooled by
+//!    the history it replays: a new learner that installs a snapshot taken
+//!    before it was added, or a node re-added under the same id after a wipe
+//!    that replays its earlier removal. (Left open: a re-added node that
+//!    replays history, is caught up with a leader whose commit is between
+//!    its old addition and its old removal, then with one whose commit is
+//!    past the old removal but before its re-addition, and has not received
+//!    the re-addition yet; it would stop, the operator sees `removed` and
+//!    wipes and re-adds it again. This needs a leader change within
+//!    moments of the re-addition.) A leader that removed itself steps down
+//!    when the removal commits, then is removed the same way.
+//! 2. **From a peer's refusal.** The server's transport reports that a
+//!    member refused our messages because we are not a member of its
+//!    configuration: [`RawNode::refused_as_non_member`].
+//!
+//! The core keeps the removed state in memory only; the server records it
+//! in its data dir and calls [`RawNode::mark_removed`] on restart.
+//!
 //! [`ConfChange`]: crate::ConfChange
+//! [`ProposeError::LearnerBehind`]: crate::ProposeError::LearnerBehind
+//! [`ProposeError::Removed`]: crate::ProposeError::Removed
+//! [`Error::Removed`]: crate::Error::Removed
+//! [`RawNode::is_removed`]: crate::RawNode::is_removed
+//! [`RawNode::refused_as_non_member`]: crate::RawNode::refused_as_non_member
+//! [`RawNode::mark_removed`]: crate::RawNode::mark_removed
+//! [`PROMOTE_LAG_ENTRIES_MAX`]: crate::limits::PROMOTE_LAG_ENTRIES_MAX
+//! [`DEPARTING_ELECTION_TIMEOUTS_MAX`]: crate::limits::DEPARTING_ELECTION_TIMEOUTS_MAX
 //! [`Status::committed_conf`]: crate::Status::committed_conf
 
 use crate::confchange::{ConfChange, ConfChangeKind};
-use crate::types::{ConfState, Entry, EntryKind, Index};
+use crate::error::ProposeError;
+use crate::limits;
+use crate::node::{RawNode, RoleState};
+use crate::storage::LogStore;
+use crate::types::{ConfState, Entry, EntryKind, Index, NodeId};
+
+/// What a node knows about its own removal (module docs, "A removed
+/// node").
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RemovalState {
+    /// The node is removed; final for this process.
+    pub(crate) removed: bool,
+    /// A committed configuration included this node at a moment when it
+    /// held everything the leader had told it was committed.
+    member_seen: bool,
+    /// The highest commit index a leader's AppendEntries carried (or, on
+    /// the leader, its own commit index).
+    leader_commit: Option<Index>,
+}
+
+impl RemovalState {
+    /// A leader's AppendEntries said its commit index is `commit`.
+    pub(crate) fn heard_leader_commit(&mut self, commit: Index) {
+        self.leader_commit = Some(self.leader_commit.map_or(commit, |c| c.max(commit)));
+    }
+}
+
+fn has(conf: &ConfState, id: NodeId) -> bool {
+    conf.voters.contains(&id) || conf.learners.contains(&id)
+}
+
+impl<S: LogStore> RawNode<S> {
+    /// Whether this node was removed from the cluster (module docs): it
+    /// steps no message, sends nothing, never campaigns and refuses
+    /// proposals and reads, for as long as the process runs.
+    pub fn is_removed(&self) -> bool {
+        self.removal.removed
+    }
+
+    /// The transport reports that node `by` refused our messages because
+    /// we are not a member of its configuration. Returns whether this node
+    /// is now removed.
+    ///
+    /// Taken only when `by` is a voter of our latest configuration and that
+    /// configuration is not empty: a blank node (nothing received yet)
+    /// ignores it, and so does a report from a node that is not a voter by
+    /// our own log (it cannot tell us about the cluster). A leader that is
+    /// handing over after removing itself ignores it too (its followers
+    /// already hold a configuration without it; it steps down when the
+    /// removal commits). Safety does not depend on the rule (a node that
+    /// stops is no worse than a crashed one), only liveness: the rule keeps
+    /// a node that is not a member from silencing us.
+    pub fn refused_as_non_member(&mut self, by: NodeId) -> bool {
+        if self.removal.removed {
+            return true;
+        }
+        let conf = self.membership.current();
+        if conf.voters.is_empty() || by == self.id || !conf.voters.contains(&by) {
+            return false;
+        }
+        if self.is_leader() && !conf.voters.contains(&self.id) {
+            return false;
+        }
+        self.become_removed();
+        true
+    }
+
+    /// Puts the node in the removed state at once: the server calls it on
+    /// restart when its data dir records that the node was removed.
+    pub fn mark_removed(&mut self) {
+        if !self.removal.removed {
+            self.become_removed();
+        }
+    }
+
+    fn become_removed(&mut self) {
+        let term = self.term;
+        if !matches!(self.role, RoleState::Follower) {
+            self.become_follower(term, None);
+        }
+        self.leader = None;
+        // What is already queued still goes out: the acknowledgement of
+        // the entries that told us, or a removed leader's TimeoutNow.
+        self.removal.removed = true;
+    }
+
+    /// Checks, after every input, whether the log now says that this node
+    /// was removed (module docs, way 1).
+    pub(crate) fn update_removed(&mut self) {
+        if self.removal.removed {
+            return;
+        }
+        let commit = self.log.commit;
+        if self.is_leader() {
+            self.removal.heard_leader_commit(commit);
+        }
+        let caught_up = self.removal.leader_commit.is_some_and(|c| commit >= c);
+        if !caught_up {
+            return;
+        }
+        let committed = self.membership.conf_at(commit);
+        if committed.voters.is_empty() {
+            return;
+        }
+        if has(committed, self.id) {
+            self.removal.member_seen = true;
+            return;
+        }
+        if self.removal.member_seen && !has(self.membership.current(), self.id) {
+            self.become_removed();
+        }
+    }
+
+    /// Refuses to make a voter of a node that has not caught up (module
+    /// docs, "Promoting a learner").
+    pub(crate) fn check_promotion(&self, cc: &ConfChange) -> Result<(), ProposeError> {
+        let conf = self.membership.current();
+        if cc.kind != ConfChangeKind::AddVoter || conf.is_voter(cc.node_id) {
+            return Ok(());
+        }
+        let Some(l) = self.leader_state() else {
+            return Ok(());
+        };
+        let pr = l.progress.get(&cc.node_id);
+        let match_index = pr.map_or(0, |p| p.match_index);
+        let heard_ticks_ago = pr
+            .and_then(|p| p.heard_tick)
+            .map(|t| self.ticks.saturating_sub(t));
+        let last_index = self.log.last_index();
+        let conf_index = self.membership.current_index();
+        let election = self.config.election_timeout_ticks_min;
+        let ready = heard_ticks_ago.is_some_and(|t| t <= election)
+            && match_index >= conf_index
+            && last_index.saturating_sub(match_index) <= limits::PROMOTE_LAG_ENTRIES_MAX;
+        if ready {
+            return Ok(());
+        }
+        Err(ProposeError::LearnerBehind(crate::error::LearnerLag {
+            id: cc.node_id,
+            match_index,
+            last_index,
+            commit_index: self.log.commit,
+            conf_index,
+            heard_ticks_ago,
+            election_timeout_ticks: election,
+        }))
+    }
+}
 
 /// The configurations in a node's log: the snapshot's, then one per
 /// configuration-change entry after it.
@@ -223,6 +429,115 @@ mod tests {
         m.compact(1);
         assert_eq!(m.current_index(), 1);
         assert!(m.current().learners.contains(&4));
+    }
+
+    /// A one-voter cluster, its leader elected, everything handled.
+    fn single_leader() -> crate::RawNode<crate::MemStore> {
+        let store = crate::MemStore::with_conf(ConfState::with_voters([1]));
+        let mut node = crate::RawNode::new(crate::Config::new(1), store).unwrap();
+        node.campaign().unwrap();
+        drive(&mut node);
+        node
+    }
+
+    fn drive(node: &mut crate::RawNode<crate::MemStore>) {
+        use crate::LogStore;
+        while node.has_ready() {
+            let rd = node.ready();
+            node.store_mut().append(&rd.entries).unwrap();
+            if let Some(hs) = &rd.hard_state {
+                node.store_mut().save_hard_state(hs).unwrap();
+            }
+            node.store_mut().sync().unwrap();
+            node.advance(rd).unwrap();
+        }
+    }
+
+    fn from_learner(node: &mut crate::RawNode<crate::MemStore>, body: crate::MessageBody) {
+        let term = node.status().term;
+        node.step(crate::Message {
+            from: 2,
+            to: 1,
+            term,
+            body,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_learner_far_behind_is_not_promoted_until_within_the_lag_bound() {
+        let mut node = single_leader();
+        let (conf_index, _) = node
+            .propose_conf_change(ConfChange::new(ConfChangeKind::AddLearner, 2))
+            .unwrap();
+        drive(&mut node);
+        for i in 0..crate::limits::PROMOTE_LAG_ENTRIES_MAX + 100 {
+            node.propose(Bytes::from(format!("e{i}"))).unwrap();
+        }
+        drive(&mut node);
+        let last = node.status().last_index;
+        // The learner answers: it runs and holds the configuration that
+        // added it, but is more than the bound behind.
+        from_learner(
+            &mut node,
+            crate::MessageBody::HeartbeatResponse { round: 0 },
+        );
+        from_learner(
+            &mut node,
+            crate::MessageBody::AppendEntriesResponse {
+                reject: false,
+                index: conf_index,
+                conflict_term: 0,
+                conflict_index: 0,
+            },
+        );
+        drive(&mut node);
+        let promote = ConfChange::new(ConfChangeKind::AddVoter, 2);
+        let e = node.propose_conf_change(promote.clone()).unwrap_err();
+        assert!(
+            matches!(e, ProposeError::LearnerBehind(l)
+                if l.id == 2 && l.match_index == conf_index && l.last_index == last),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("{} entries behind", last - conf_index)),
+            "{msg}"
+        );
+        assert!(msg.contains("at most 1024"), "{msg}");
+        // Within the bound: promoted.
+        from_learner(
+            &mut node,
+            crate::MessageBody::AppendEntriesResponse {
+                reject: false,
+                index: last - 10,
+                conflict_term: 0,
+                conflict_index: 0,
+            },
+        );
+        drive(&mut node);
+        let (index, _) = node.propose_conf_change(promote).unwrap();
+        drive(&mut node);
+        // Voter 2 acknowledges the promotion; it commits.
+        from_learner(
+            &mut node,
+            crate::MessageBody::AppendEntriesResponse {
+                reject: false,
+                index,
+                conflict_term: 0,
+                conflict_index: 0,
+            },
+        );
+        drive(&mut node);
+        assert_eq!(node.status().committed_conf.voters.len(), 2);
+        // A voter added directly, never heard from, is refused too.
+        let e = node
+            .propose_conf_change(ConfChange::new(ConfChangeKind::AddVoter, 7))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("has not heard from it at all"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! [`RawNode`]: the public API of the core and the Ready cycle.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::candidate::Votes;
@@ -43,6 +45,13 @@ pub struct RawNode<S: LogStore> {
     pub(crate) randomized_election_timeout: u64,
     /// Ticks since the node started.
     pub(crate) ticks: u64,
+    /// The driver's monotonic clock, as last given to `set_now` (lease
+    /// reads only).
+    pub(crate) now: Duration,
+    /// Ticks since `set_now` was last called (`u64::MAX`: never). The
+    /// lease is used only while this is at most 1, so that a driver that
+    /// stopped giving the clock cannot extend a lease with a frozen one.
+    pub(crate) ticks_since_clock: u64,
     /// A node restarted with lease reads on refuses votes for an election
     /// timeout: it may have acknowledged a leader's lease before the crash.
     pub(crate) votes_blocked_ticks: u64,
@@ -52,6 +61,8 @@ pub struct RawNode<S: LogStore> {
     /// On restart with `applied` below the snapshot: the snapshot the state
     /// machine must restore first.
     pub(crate) startup_snapshot: Option<Snapshot>,
+    /// Removal bookkeeping (see [`crate::membership`], "A removed node").
+    pub(crate) removal: crate::membership::RemovalState,
     prev_soft: SoftState,
     prev_hard: HardState,
     ready_number: u64,
@@ -129,11 +140,14 @@ impl<S: LogStore> RawNode<S> {
             election_elapsed: 0,
             randomized_election_timeout: 0,
             ticks: 0,
+            now: Duration::ZERO,
+            ticks_since_clock: u64::MAX,
             votes_blocked_ticks,
             msgs: Vec::new(),
             msgs_persisted: Vec::new(),
             read_states: Vec::new(),
             startup_snapshot,
+            removal: Default::default(),
             prev_soft: SoftState {
                 role: Role::Follower,
                 leader: None,
@@ -149,11 +163,31 @@ impl<S: LogStore> RawNode<S> {
         Ok(node)
     }
 
+    /// Gives the node the time on a monotonic clock: a `Duration` since an
+    /// arbitrary origin that stays the same for the node's life (e.g.
+    /// `Instant::now() - start`; a simulator passes its simulated time).
+    /// Only lease reads use it (see `read.rs` for why); with
+    /// [`Config::lease_read`] off it may be left alone.
+    ///
+    /// With leases on, call it before every input (`tick`, `step`,
+    /// `read_index`...) with a reading taken *after* that input arrived
+    /// (after a request or message was taken from its queue, not before a
+    /// batch of them): the lease is checked against this time, so a reading
+    /// older than the request could let a read through that started after
+    /// the lease ran out. A time earlier than the last one given is ignored
+    /// (the clock never goes back). If it is not called for more than one
+    /// tick, the lease is not used until it is again.
+    pub fn set_now(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        self.ticks_since_clock = 0;
+    }
+
     /// Advances time by one tick: followers and candidates count towards an
     /// election timeout, the leader towards its next heartbeat and its
     /// check-quorum.
     pub fn tick(&mut self) {
         self.ticks += 1;
+        self.ticks_since_clock = self.ticks_since_clock.saturating_add(1);
         self.votes_blocked_ticks = self.votes_blocked_ticks.saturating_sub(1);
         if self.is_leader() {
             self.tick_leader();
@@ -172,7 +206,12 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// `Error::Storage` if the store fails; the node must then stop.
     pub fn step(&mut self, msg: Message) -> Result<()> {
+        if self.removal.removed {
+            // A removed node takes part in nothing (membership docs).
+            return Ok(());
+        }
         let r = self.step_message(msg);
+        self.update_removed();
         self.debug_check();
         r
     }
@@ -185,6 +224,9 @@ impl<S: LogStore> RawNode<S> {
     /// # Errors
     /// A [`ProposeError`] if the proposal is refused; nothing was appended.
     pub fn propose(&mut self, data: Bytes) -> std::result::Result<(Index, Term), ProposeError> {
+        if self.removal.removed {
+            return Err(ProposeError::Removed { id: self.id });
+        }
         let r = self.propose_entry(EntryKind::Normal, data);
         self.debug_check();
         r
@@ -200,6 +242,9 @@ impl<S: LogStore> RawNode<S> {
         &mut self,
         cc: ConfChange,
     ) -> std::result::Result<(Index, Term), ProposeError> {
+        if self.removal.removed {
+            return Err(ProposeError::Removed { id: self.id });
+        }
         let r = self.propose_conf_change_leader(cc);
         self.debug_check();
         r
@@ -215,7 +260,9 @@ impl<S: LogStore> RawNode<S> {
     /// `Error::NoLeader` on a follower that knows no leader,
     /// `Error::TooManyReads` when too many reads wait.
     pub fn read_index(&mut self, ctx: u64) -> Result<()> {
-        let r = if self.is_leader() {
+        let r = if self.removal.removed {
+            Err(Error::Removed(self.id))
+        } else if self.is_leader() {
             self.leader_read(ctx, self.id)
         } else {
             match self.leader {
@@ -437,6 +484,7 @@ impl<S: LogStore> RawNode<S> {
             // majority (durable-ack counting).
             self.leader_maybe_commit()?;
         }
+        self.update_removed();
         self.debug_check();
         Ok(())
     }
@@ -484,7 +532,11 @@ impl<S: LogStore> RawNode<S> {
     pub fn status(&self) -> Status {
         let (progress, transferee) = match &self.role {
             RoleState::Leader(l) => (
-                l.progress.iter().map(|(id, p)| (*id, p.status())).collect(),
+                l.progress
+                    .iter()
+                    .filter(|(id, _)| !l.departing.contains_key(id))
+                    .map(|(id, p)| (*id, p.status()))
+                    .collect(),
                 l.transferee,
             ),
             _ => (Default::default(), None),
@@ -503,6 +555,7 @@ impl<S: LogStore> RawNode<S> {
             committed_conf: self.membership.conf_at(self.log.commit).clone(),
             progress,
             transferee,
+            removed: self.removal.removed,
         }
     }
 
@@ -543,9 +596,10 @@ impl<S: LogStore> RawNode<S> {
         matches!(self.role, RoleState::Leader(_))
     }
 
-    /// Whether this node may become leader: it is a voter.
+    /// Whether this node may become leader: it is a voter (and was not
+    /// removed).
     pub(crate) fn is_promotable(&self) -> bool {
-        self.membership.current().voters.contains(&self.id)
+        self.membership.current().voters.contains(&self.id) && !self.removal.removed
     }
 
     fn soft_state(&self) -> SoftState {
@@ -641,6 +695,7 @@ impl<S: LogStore> RawNode<S> {
         }
         crate::membership::apply(self.membership.current(), &cc)
             .map_err(ProposeError::InvalidConfChange)?;
+        self.check_promotion(&cc)?;
         if cc.context.len() > limits::CONF_CHANGE_CONTEXT_BYTES_MAX {
             return Err(ProposeError::InvalidConfChange(format!(
                 "context of {} bytes exceeds {}",

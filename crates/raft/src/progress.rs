@@ -30,6 +30,9 @@ pub(crate) struct Progress {
     pub(crate) snapshot_sent_tick: u64,
     /// Heard from since the last check-quorum.
     pub(crate) recent_active: bool,
+    /// The leader's tick when it last heard from this follower (`None`:
+    /// never in this term). Promotion of a learner requires a recent one.
+    pub(crate) heard_tick: Option<u64>,
     /// The latest heartbeat round this follower acknowledged.
     pub(crate) round_acked: u64,
     pub(crate) learner: bool,
@@ -48,6 +51,7 @@ impl Progress {
             pending_snapshot: 0,
             snapshot_sent_tick: 0,
             recent_active: true,
+            heard_tick: None,
             round_acked: 0,
             learner,
             commit_sent: 0,

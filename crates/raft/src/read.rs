@@ -10,16 +10,53 @@
 //! job, from the `ReadState`). A follower forwards the request to the leader
 //! and gets the read index back.
 //!
-//! Lease reads (`Config::lease_read`, which needs check-quorum): a majority
-//! acknowledged a heartbeat round sent at tick t, and each of them ignores
-//! vote requests for `election_timeout_ticks_min` ticks after hearing from
-//! us, so no other leader can exist before t + min; the leader serves reads
-//! without a round until t + min - `lease_drift_ticks`. After it sends a
-//! `TimeoutNow` (which lets a voter bypass that rule), it stops using the
-//! lease for the rest of its term. A restarted node refuses votes for
-//! `election_timeout_ticks_min` ticks when leases are on.
+//! Lease reads (`Config::lease_read`, which needs check-quorum) skip the
+//! round while the leader's lease holds. The lease is time on a monotonic
+//! clock that the driver gives with `RawNode::set_now`, never a tick count:
+//! a process that is stopped (SIGSTOP, a paused VM, a long stall, a starved
+//! CPU) counts no ticks, so a lease in ticks would outlive the stall, and a
+//! leader resumed after another leader took writes would answer from its
+//! stale state.
+//!
+//! The rule. The leader records the clock reading when it *creates* each
+//! heartbeat round (`t`, a lower bound of when it is sent). Once a majority
+//! acknowledged a round created at `t`, it serves a read while
+//! `now < t + Config::lease_duration()`, where `now` is the driver's clock
+//! read after the read request arrived, and `lease_duration` is the minimum
+//! election timeout in time (`election_timeout_ticks_min × tick_interval`)
+//! minus `lease_drift_percent` of it (10 % by default) minus one tick.
+//! Otherwise the read waits for a round of its own (ReadIndex), as without
+//! leases.
+//!
+//! Why no other leader can exist meanwhile. Each voter of that majority
+//! received the round at some real time `r ≥ t` and reset its election
+//! timer; it ignores vote requests (`in_lease`) until it has counted
+//! `election_timeout_ticks_min` ticks since then. The driver counts a tick
+//! only once a `tick_interval` has passed on its clock and never counts
+//! ahead of its clock (the server counts ticks from elapsed time, see
+//! `server::node`), but the first tick may come right after the reset: the
+//! window lasts at least `(min − 1) × tick_interval` on the voter's clock.
+//! A stalled voter counts late, which only makes its window longer. Any new
+//! leader needs a vote from one of that majority, so none exists before
+//! `t + (min − 1) × tick_interval` in real time, up to the clocks' rate
+//! errors: `lease_drift_percent` covers the voter's clock running fast and
+//! the leader's running slow together (10 % allows about 5 % each; real
+//! clocks are off by well under 0.1 %). A leader that stalls past its lease
+//! sees `now` beyond it the moment it resumes (the clock kept running), so
+//! its next read goes through a round, which a majority that moved on to
+//! a new term refuses, and the leader steps down.
+//!
+//! Guards. The lease is used only if `set_now` was called within the last
+//! tick (a driver that stops giving the clock cannot extend a lease with a
+//! frozen reading). After the leader sends a `TimeoutNow` (which lets a
+//! voter bypass the vote-refusal window) it stops using the lease for the
+//! rest of its term. A restarted node refuses votes for
+//! `election_timeout_ticks_min` ticks when leases are on (it may have
+//! acknowledged a lease before it crashed). The leader-down shortcut
+//! (`report_leader_down`) is ignored when leases are on.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::limits;
@@ -48,18 +85,20 @@ pub(crate) struct ReadQueue {
     round: u64,
     /// Reads wait for a round not yet sent.
     want_round: bool,
-    /// Recent rounds and the tick each was sent at (for the lease).
-    round_ticks: VecDeque<(u64, u64)>,
+    /// Recent rounds and the time (driver's clock) each was created at,
+    /// for the lease.
+    round_times: VecDeque<(u64, Duration)>,
 }
 
 impl ReadQueue {
-    /// Starts a new heartbeat round at `tick`; returns its number.
-    pub(crate) fn new_round(&mut self, tick: u64) -> u64 {
+    /// Starts a new heartbeat round, created at `now` on the driver's
+    /// clock; returns its number.
+    pub(crate) fn new_round(&mut self, now: Duration) -> u64 {
         self.round += 1;
         self.want_round = false;
-        self.round_ticks.push_back((self.round, tick));
-        while self.round_ticks.len() > limits::READS_ROUNDS_REMEMBERED_MAX {
-            self.round_ticks.pop_front();
+        self.round_times.push_back((self.round, now));
+        while self.round_times.len() > limits::READS_ROUNDS_REMEMBERED_MAX {
+            self.round_times.pop_front();
         }
         self.round
     }
@@ -196,9 +235,12 @@ impl<S: LogStore> RawNode<S> {
         }
     }
 
-    /// Whether the leader may serve a read from its lease now.
+    /// Whether the leader may serve a read from its lease now: the latest
+    /// round a majority acknowledged was created less than
+    /// `Config::lease_duration` ago on the driver's clock. Never decided by
+    /// ticks: a stalled process counts no ticks.
     fn lease_valid(&self) -> bool {
-        if !self.config.lease_read {
+        if !self.config.lease_read || self.ticks_since_clock > 1 {
             return false;
         }
         let Some(l) = self.leader_state() else {
@@ -208,10 +250,9 @@ impl<S: LogStore> RawNode<S> {
             return false;
         }
         let confirmed = self.quorum_round();
-        let Some((_, sent)) = l.reads.round_ticks.iter().find(|(r, _)| *r == confirmed) else {
+        let Some((_, sent)) = l.reads.round_times.iter().find(|(r, _)| *r == confirmed) else {
             return false;
         };
-        let lease = self.config.election_timeout_ticks_min - self.config.lease_drift_ticks;
-        self.ticks < sent + lease
+        self.now < *sent + self.config.lease_duration()
     }
 }

@@ -143,4 +143,7 @@ pub struct Status {
     pub progress: BTreeMap<NodeId, ProgressStatus>,
     /// The target of a leadership transfer in progress.
     pub transferee: Option<NodeId>,
+    /// This node was removed from the cluster: it sends nothing, never
+    /// campaigns and takes no requests (see [`crate::membership`]).
+    pub removed: bool,
 }

@@ -514,3 +514,58 @@ fn proposals_beyond_the_uncommitted_limit_are_refused() {
     assert!(matches!(refused, ProposeError::TooManyPending { .. }));
     assert_eq!(accepted, raft::limits::UNCOMMITTED_ENTRIES_MAX);
 }
+
+/// Lease reads: the lease is time on the driver's clock. A driver that
+/// stops giving it (`set_now`) while ticks go on cannot stretch the lease
+/// with a frozen reading: after two ticks without it, reads take a round.
+#[test]
+fn a_lease_is_not_used_on_a_clock_that_stopped_being_given() {
+    let cfg = Config {
+        lease_read: true,
+        check_quorum: true,
+        ..config(1)
+    };
+    let mut c = Cluster::new(&[1, 2, 3], &[], cfg);
+    let mut out = String::new();
+    c.node(1).unwrap().raw.campaign().unwrap();
+    c.stabilize(&mut out).unwrap();
+    assert_eq!(c.leader(), Some(1));
+    // The first read confirms a round; the next one rides on the lease.
+    c.node(1).unwrap().raw.read_index(1).unwrap();
+    c.stabilize(&mut out).unwrap();
+    let heartbeats = |c: &mut Cluster| {
+        let rd = c.node(1).unwrap().raw.ready();
+        let n = rd
+            .messages
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+            .count();
+        let reads = rd.read_states.len();
+        c.node(1).unwrap().raw.advance(rd).unwrap();
+        (n, reads)
+    };
+    c.node(1).unwrap().raw.read_index(2).unwrap();
+    assert_eq!(heartbeats(&mut c), (0, 1), "served from the lease");
+    // One tick without a clock reading: still the lease (the driver reads
+    // the clock once per input; a tick may come right after a reading).
+    c.node(1).unwrap().raw.tick();
+    c.node(1).unwrap().raw.read_index(3).unwrap();
+    assert_eq!(heartbeats(&mut c), (0, 1), "served from the lease");
+    // A second tick without one: the clock is not being given any more.
+    c.node(1).unwrap().raw.tick();
+    c.node(1).unwrap().raw.read_index(4).unwrap();
+    let (n, reads) = heartbeats(&mut c);
+    assert_eq!(reads, 0, "not served from the lease");
+    assert!(n >= 2, "a round went out ({n} heartbeats)");
+    // Given again, within the lease: served from it again.
+    let now = c.node(1).unwrap().clock;
+    c.node(1).unwrap().raw.set_now(now);
+    c.node(1).unwrap().raw.read_index(5).unwrap();
+    let rd = c.node(1).unwrap().raw.ready();
+    assert!(
+        rd.read_states.iter().any(|r| r.ctx == 5),
+        "{:?}",
+        rd.read_states
+    );
+    c.node(1).unwrap().raw.advance(rd).unwrap();
+}

@@ -7,9 +7,13 @@
 //!
 //! - `cluster nodes=N [learners=a,b] [pre_vote=] [check_quorum=] [lease_read=]
 //!   [election_min=] [election_max=] [heartbeat=] [entries_per_append=]
-//!   [inflight=] [seed=]`: a fresh cluster of voters 1..=N.
+//!   [inflight=] [seed=] [tick_ms=] [lease_drift_percent=]`: a fresh
+//!   cluster of voters 1..=N.
 //! - `tick [ids] [n=1]`: advance time on the nodes (only ticks; nothing is
-//!   delivered).
+//!   delivered). Each tick also moves the node's clock (`set_now`) on by
+//!   the tick interval (100 ms; `tick_ms=` in `cluster`).
+//! - `stall ID ms=N`: ID's process was stopped for N ms: its clock jumps,
+//!   and it counted no ticks meanwhile.
 //! - `campaign ID`: start an election on ID.
 //! - `run n=N`: N times: tick every node that is up, then stabilize; prints
 //!   only role changes, applied entries, reads and snapshots (no messages).
@@ -27,6 +31,8 @@
 //! - `crash ID` (loses everything not synced) / `restart ID`.
 //! - `leader-down ID PEER`: the transport of ID reports PEER down
 //!   (`report_leader_down`); prints whether ID took it.
+//! - `refused ID BY`: the transport of ID reports that BY refused it as
+//!   a non-member (`refused_as_non_member`); prints whether ID took it.
 //! - `replaced ID PEER`: the transport of ID saw a new incarnation of PEER
 //!   (`report_replaced`); prints whether ID took it.
 //! - `propose ID DATA`, `read ID CTX`, `transfer FROM TO`,
@@ -86,6 +92,10 @@ impl goldenscript::Runner for Runner {
                     "entries_per_append" => template.entries_per_append_max = v.parse()?,
                     "inflight" => template.inflight_appends_max = v.parse()?,
                     "seed" => template.seed = v.parse()?,
+                    "tick_ms" => {
+                        template.tick_interval = std::time::Duration::from_millis(v.parse()?)
+                    }
+                    "lease_drift_percent" => template.lease_drift_percent = v.parse()?,
                     _ => return Err(format!("unknown key {k}").into()),
                 }
             }
@@ -121,6 +131,11 @@ impl goldenscript::Runner for Runner {
                 for id in ids {
                     c.tick(id, n)?;
                 }
+            }
+            "stall" => {
+                let id = one(&mut args)?;
+                let ms: u64 = args.take_key("ms").ok_or("ms= expected")?.parse()?;
+                c.stall(id, std::time::Duration::from_millis(ms))?;
             }
             "campaign" => {
                 let id = one(&mut args)?;
@@ -200,6 +215,13 @@ impl goldenscript::Runner for Runner {
                 let taken = c.node(id)?.raw.report_leader_down(peer);
                 let verb = if taken { "takes" } else { "ignores" };
                 writeln!(out, "{id}: {verb} the report that {peer} is down")?;
+            }
+            "refused" => {
+                let id = one(&mut args)?;
+                let by = one(&mut args)?;
+                let taken = c.node(id)?.raw.refused_as_non_member(by);
+                let verb = if taken { "takes" } else { "ignores" };
+                writeln!(out, "{id}: {verb} the refusal by {by}")?;
             }
             "replaced" => {
                 let id = one(&mut args)?;

@@ -34,7 +34,6 @@
 //! back, and a stale entry is harmless.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -303,18 +302,7 @@ impl AddrBook {
                 s.push_str(&format!("incarnation = \"{i:016x}\"\n"));
             }
         }
-        let tmp = self.path.with_extension("toml.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(s.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| ServerError::io(&self.path, e))
+        crate::durable::write(&self.path, s.as_bytes()).map_err(|e| ServerError::io(&self.path, e))
     }
 }
 

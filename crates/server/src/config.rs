@@ -142,11 +142,14 @@ pub struct Config {
     /// steps down.
     pub check_quorum: bool,
     /// Serve linearizable reads on the leader from its lease instead of a
-    /// ReadIndex heartbeat round: one network round trip less per read,
-    /// but correct only while the nodes' clocks run at the same rate to
-    /// within `raft::Config::lease_drift_ticks` ticks per election timeout
-    /// (a paused VM or a clock jump can break it). Needs `check_quorum`.
-    /// Off by default.
+    /// ReadIndex heartbeat round: one network round trip less per read.
+    /// The lease is checked against the monotonic clock and lasts the
+    /// minimum election timeout minus 10 % (clock-rate drift) minus one
+    /// tick from when the acknowledged heartbeat round was sent; after a
+    /// stall longer than that (paused process or VM) reads fall back to a
+    /// round. Correct while the nodes' clocks run at the same rate to
+    /// within that 10 % (see crates/raft/src/read.rs). Needs `check_quorum`. Off by
+    /// default.
     pub lease_read: bool,
     /// Take a snapshot and compact the WAL every this many applied entries.
     pub snapshot_threshold_entries: u64,

@@ -62,7 +62,10 @@
 //! - `recv/`: snapshot transfers being received (see `spool`; cleared at
 //!   start);
 //! - `peers.toml`: the address book (see `addrbook`);
-//! - `identity.toml`: cluster id, node id, incarnation (see [`identity`]).
+//! - `identity.toml`: cluster id, node id, incarnation (see [`identity`]);
+//! - `removed`: present once the node learned it was removed from the
+//!   cluster (one line saying how); the node then stays removed across
+//!   restarts (see `raft::membership`, "A removed node").
 //!
 //! # Shutdown
 //!
@@ -83,6 +86,7 @@ mod addrbook;
 mod apply;
 pub mod config;
 mod descriptor;
+mod durable;
 pub mod error;
 pub mod identity;
 pub mod limits;
@@ -270,12 +274,22 @@ pub async fn run_with_listeners(
         pre_vote: config.pre_vote,
         check_quorum: config.check_quorum,
         lease_read: config.lease_read,
+        tick_interval: Duration::from_millis(config.tick_interval_ms),
         applied,
         seed: seed_rng,
         ..raft::Config::new(id)
     };
     let synced_hs = wal.hard_state();
-    let raw = raft::RawNode::new(rc, wal).map_err(|e| ServerError::Raft(e.to_string()))?;
+    let mut raw = raft::RawNode::new(rc, wal).map_err(|e| ServerError::Raft(e.to_string()))?;
+    let removed = node::removed_record(&dir)?;
+    if let Some(how) = &removed {
+        raw.mark_removed();
+        crate::observe::metrics::set_removed(id, true);
+        tracing::warn!(node = id, record = %how, file = %dir.join(node::REMOVED_FILE).display(),
+            "this node was removed from the cluster: it takes part in nothing and answers \
+             clients FAILED_PRECONDITION; stop it, or wipe its data dir and add it back as a \
+             learner");
+    }
     {
         let st = raw.status();
         if peer_auth == transport::handshake::PeerAuth::None && st.conf.voters.len() > 1 {
@@ -379,12 +393,17 @@ pub async fn run_with_listeners(
         applied_rx: applied_rx.clone(),
         book: book.clone(),
         tick_interval: tick,
+        clock_origin: std::time::Instant::now(),
+        ticks_done: 0,
+        ticks_caught_up_max: config.election_timeout_ticks_max.saturating_mul(2),
         read_batch: Vec::new(),
         reads: Default::default(),
         next_read_ctx: 0,
         role: raft::Role::Follower,
         leader: None,
         synced_term_vote: (synced_hs.term, synced_hs.vote),
+        data_dir: dir.clone(),
+        removal_handled: removed.is_some(),
     };
 
     let merger = tokio::spawn(merger::run(

@@ -3,7 +3,9 @@
 //!
 //! # The loop
 //!
-//! Each turn waits for one input — a tick (`tokio::time::interval`), a peer
+//! Each turn waits for one input — a tick (`tokio::time::interval` wakes the
+//! loop; the ticks due are counted from a monotonic clock, so a stalled
+//! process catches up on the ticks it missed: [`Node::tick_due`]), a peer
 //! message (bounded channel from the transport), or a request from the gRPC
 //! services (bounded channel) — then drains what else is queued (up to
 //! [`PROPOSALS_PER_BATCH_MAX`] requests), so many proposals land in one
@@ -227,6 +229,30 @@ pub(crate) struct SoftView {
     /// The configuration as of the commit index: what may be reported as
     /// a membership change's outcome (see [`raft::Status::committed_conf`]).
     pub committed_conf: ConfState,
+    /// This node was removed from the cluster ([`RawNode::is_removed`]).
+    pub removed: bool,
+}
+
+impl SoftView {
+    /// Whether `id` may speak Raft to this node: a member of the latest
+    /// configuration or of the committed one (a removal appended but not
+    /// committed may still be rolled back), or this node has no
+    /// configuration yet (a joining node must hear its leader).
+    pub(crate) fn admits(&self, id: u64) -> bool {
+        let has = |c: &ConfState| {
+            c.voters.contains(&id) || c.voters_outgoing.contains(&id) || c.learners.contains(&id)
+        };
+        self.members()
+            .is_none_or(|_| has(&self.conf) || has(&self.committed_conf))
+    }
+
+    /// Every member of the latest and the committed configuration; `None`
+    /// when there is none (see [`SoftView::admits`]).
+    pub(crate) fn members(&self) -> Option<std::collections::BTreeSet<u64>> {
+        let mut m = self.conf.members();
+        m.extend(self.committed_conf.members());
+        (!m.is_empty()).then_some(m)
+    }
 }
 
 impl Default for SoftView {
@@ -240,6 +266,7 @@ impl Default for SoftView {
             snapshot_index: 0,
             conf: ConfState::default(),
             committed_conf: ConfState::default(),
+            removed: false,
         }
     }
 }
@@ -264,6 +291,13 @@ pub(crate) struct Node {
     pub applied_rx: watch::Receiver<Index>,
     pub book: AddrBook,
     pub tick_interval: Duration,
+    /// The origin of the clock given to the core (`RawNode::set_now`) and
+    /// of the tick count: ticks are counted from elapsed time on it.
+    pub clock_origin: std::time::Instant,
+    /// Ticks given to the core so far.
+    pub ticks_done: u64,
+    /// Most ticks given at once after a stall (see [`Node::tick_due`]).
+    pub ticks_caught_up_max: u64,
     /// Reads queued this turn, sharing one `read_index` call.
     pub read_batch: Vec<oneshot::Sender<Result<Index, Status>>>,
     /// Read batches waiting for their ReadState, by context.
@@ -273,7 +307,16 @@ pub(crate) struct Node {
     pub leader: Option<u64>,
     /// The term and vote of the last hard state known durable.
     pub synced_term_vote: (Term, Option<u64>),
+    /// Where the node records that it was removed (see [`REMOVED_FILE`]).
+    pub data_dir: std::path::PathBuf,
+    /// The removal was logged, recorded and answered.
+    pub removal_handled: bool,
 }
+
+/// The file in the data dir that records that the node was removed from
+/// the cluster (one line saying how it learned it); a restart reads it and
+/// stays removed.
+pub(crate) const REMOVED_FILE: &str = "removed";
 
 impl Node {
     /// Drives the node until `shutdown` resolves or a fatal error.
@@ -281,6 +324,8 @@ impl Node {
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
+        // The interval only wakes the loop; how many ticks are due is
+        // counted from the clock (`tick_due`), so a stall is not lost.
         let mut ticker = tokio::time::interval(self.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -289,7 +334,7 @@ impl Node {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                _ = ticker.tick() => self.raw.tick(),
+                _ = ticker.tick() => self.tick_due(),
                 Some(ev) = self.events_rx.recv() => self.peer_event(ev),
                 _ = sleep_until(self.campaign_at) => self.campaign_after_leader_down(),
                 m = self.peer_rx.recv() => {
@@ -318,6 +363,7 @@ impl Node {
                 let rd = self.raw.ready();
                 self.handle_ready(rd).await?;
             }
+            self.check_removed("its log holds a committed configuration without it");
             self.publish();
         }
         // Graceful stop: make everything written durable.
@@ -357,12 +403,16 @@ impl Node {
                     reason = reason.as_str(),
                     "peer refused us"
                 );
+                if reason == crate::transport::handshake::Refusal::NotMember {
+                    self.refused_as_non_member(by);
+                }
             }
         }
     }
 
     /// The transport found `peer` down: if it is our leader, campaign soon.
     fn leader_down(&mut self, peer: u64) {
+        self.clock();
         if !self.raw.report_leader_down(peer) {
             return;
         }
@@ -392,21 +442,110 @@ impl Node {
         let st = self.raw.status();
         // A leader heard from meanwhile (someone else won) stands.
         if st.role == Role::Follower && st.leader.is_none() {
+            self.clock();
             if let Err(e) = self.raw.campaign() {
                 tracing::debug!(node = self.id, error = %e, "no campaign after leader down");
             }
         }
     }
 
+    /// Gives the core the time now on the monotonic clock. Called before
+    /// every input, after the input was taken from its queue (see
+    /// `RawNode::set_now`): the lease is checked against it.
+    fn clock(&mut self) {
+        self.raw.set_now(self.clock_origin.elapsed());
+    }
+
+    /// Gives the core the ticks that elapsed time calls for: one per
+    /// `tick_interval` since `clock_origin`, minus those already given.
+    /// Normally that is one; after the process was stalled (SIGSTOP, a
+    /// paused VM, a starved CPU) it is every tick missed, capped at
+    /// `ticks_caught_up_max` (twice the largest election timeout: enough
+    /// for every timer to run out; the rest is dropped). So a follower
+    /// never counts more ticks than time passed (its vote-refusal window,
+    /// which the leader's lease relies on, lasts at least as long as it
+    /// says), and a node back from a stall acts on the time it lost: a
+    /// follower campaigns (pre-vote first), a leader runs its check-quorum
+    /// and steps down if no majority answered meanwhile.
+    fn tick_due(&mut self) {
+        let elapsed = self.clock_origin.elapsed();
+        let (give, done) = ticks_to_give(
+            elapsed,
+            self.tick_interval,
+            self.ticks_done,
+            self.ticks_caught_up_max,
+        );
+        if give > 1 {
+            tracing::debug!(
+                node = self.id,
+                ticks = done - self.ticks_done,
+                given = give,
+                "ticks missed (stall): catching up"
+            );
+        }
+        self.ticks_done = done;
+        for _ in 0..give {
+            self.clock();
+            self.raw.tick();
+        }
+    }
+
+    /// The transport reports that member `by` refused our messages because
+    /// we are not a member of its configuration (`PeerEvent::RefusedUs`
+    /// with reason `not-member`). The core takes it only from a voter of
+    /// our configuration, and only when that configuration is not empty
+    /// ([`RawNode::refused_as_non_member`]); then this node is removed.
+    ///
+    /// Known hazard: a follower that missed the entry adding us refuses us
+    /// as a non-member too (its configuration is older), and is a voter of
+    /// ours: taking its refusal removes a legitimate member. A fix: the
+    /// refusal carries the refuser's commit index, taken only if it is past
+    /// the index of our latest configuration.
+    pub(crate) fn refused_as_non_member(&mut self, by: u64) {
+        if self.raw.refused_as_non_member(by) {
+            self.check_removed(&format!("node {by} refused it as a non-member"));
+        } else {
+            tracing::debug!(node = self.id, by, "refusal as a non-member ignored");
+        }
+    }
+
+    /// Once the core says this node was removed: log it, record it in the
+    /// data dir, answer everything waiting.
+    fn check_removed(&mut self, how: &str) {
+        if self.removal_handled || !self.raw.is_removed() {
+            return;
+        }
+        self.removal_handled = true;
+        crate::observe::metrics::set_removed(self.id, true);
+        tracing::warn!(
+            node = self.id,
+            how,
+            "this node was removed from the cluster: it takes part in nothing from now \
+             on and answers clients FAILED_PRECONDITION; stop it, or wipe its data dir and \
+             add it back as a learner"
+        );
+        let path = self.data_dir.join(REMOVED_FILE);
+        let line = format!("node {} was removed from the cluster: {how}\n", self.id);
+        if let Err(e) = crate::durable::write(&path, line.as_bytes()) {
+            tracing::error!(node = self.id, path = %path.display(), error = %e,
+                "could not record the removal; after a restart the node may not know it");
+        }
+        // Committed entries still apply and answer their waiters; the
+        // others (a removed leader's, already failed when it stepped down)
+        // may or may not apply.
+        let commit = self.raw.status().commit;
+        self.waiters.fail_above(
+            commit,
+            &unavailable(
+                "this node was removed before the entry committed; it may or may not apply: \
+                 retry elsewhere with the same client id and seq",
+            ),
+        );
+        self.fail_reads(&removed_status(self.id));
+    }
+
     fn step(&mut self, m: Message) -> Result<(), ServerError> {
-        let member = {
-            let soft = self.soft_tx.borrow();
-            let c = &soft.conf;
-            let none = c.voters.is_empty() && c.voters_outgoing.is_empty() && c.learners.is_empty();
-            none || c.voters.contains(&m.from)
-                || c.voters_outgoing.contains(&m.from)
-                || c.learners.contains(&m.from)
-        };
+        let member = self.soft_tx.borrow().admits(m.from);
         if !member {
             crate::observe::metrics::peer_message_dropped(self.id, "not-member");
             tracing::debug!(
@@ -417,6 +556,7 @@ impl Node {
             return Ok(());
         }
         crate::observe::metrics::count_received(self.id, &m);
+        self.clock();
         match self.raw.step(m) {
             Ok(()) => Ok(()),
             Err(raft::Error::Storage(e)) => Err(ServerError::Storage(e.to_string())),
@@ -439,6 +579,7 @@ impl Node {
                 snapshot_index: st.snapshot_index,
                 conf: st.conf.clone(),
                 committed_conf: st.committed_conf.clone(),
+                removed: st.removed,
             };
             let changed = v.role != new.role
                 || v.leader != new.leader
@@ -447,13 +588,15 @@ impl Node {
                 || v.last_index != new.last_index
                 || v.snapshot_index != new.snapshot_index
                 || v.conf != new.conf
-                || v.committed_conf != new.committed_conf;
+                || v.committed_conf != new.committed_conf
+                || v.removed != new.removed;
             *v = new;
             changed
         });
     }
 
     fn handle_request(&mut self, r: NodeRequest) -> Result<(), ServerError> {
+        self.clock();
         match r {
             NodeRequest::Propose { data, reply } => match self.raw.propose(data) {
                 Ok((index, term)) => self.waiters.insert(
@@ -497,6 +640,7 @@ impl Node {
             NodeRequest::Read { reply } => self.read_batch.push(reply),
             NodeRequest::TransferLeader { to, reply } => {
                 let r = match self.raw.transfer_leader(to) {
+                    _ if self.raw.is_removed() => Err(removed_status(self.id)),
                     Ok(()) => {
                         tracing::info!(node = self.id, to, "leadership transfer started");
                         Ok(())
@@ -592,6 +736,9 @@ impl Node {
             ProposeError::InvalidConfChange(s) => {
                 Status::failed_precondition(format!("invalid membership change: {s}"))
             }
+            // The learner must catch up (or be started) first.
+            ProposeError::LearnerBehind(lag) => Status::failed_precondition(lag.to_string()),
+            ProposeError::Removed { id } => removed_status(id),
         }
     }
 
@@ -600,6 +747,13 @@ impl Node {
             return;
         }
         let batch = std::mem::take(&mut self.read_batch);
+        if self.raw.is_removed() {
+            let st = removed_status(self.id);
+            for tx in batch {
+                let _ = tx.send(Err(st.clone()));
+            }
+            return;
+        }
         if self.raw.status().role != Role::Leader {
             let st = self.hint(self.leader);
             for tx in batch {
@@ -609,6 +763,8 @@ impl Node {
         }
         self.next_read_ctx += 1;
         let ctx = self.next_read_ctx;
+        // Read after every request of the batch was taken from the queue.
+        self.clock();
         match self.raw.read_index(ctx) {
             Ok(()) => {
                 self.reads.insert(ctx, batch);
@@ -780,6 +936,29 @@ impl Node {
     }
 }
 
+/// What every client call to a removed node gets.
+pub(crate) fn removed_status(id: u64) -> Status {
+    let mut st = Status::failed_precondition(format!(
+        "this node was removed from the cluster (id {id}); it serves nothing: ask another \
+         node; stop this one, or wipe its data dir and add it back as a learner"
+    ));
+    st.metadata_mut().insert(
+        proto::kv::ERROR_METADATA,
+        tonic::metadata::MetadataValue::from_static(proto::kv::NODE_REMOVED),
+    );
+    st
+}
+
+/// Whether the data dir records that this node was removed, and how.
+pub(crate) fn removed_record(dir: &std::path::Path) -> Result<Option<String>, ServerError> {
+    let path = dir.join(REMOVED_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ServerError::io(&path, e)),
+    }
+}
+
 fn storage(e: wal::Error) -> ServerError {
     ServerError::Storage(e.to_string())
 }
@@ -835,6 +1014,16 @@ async fn run_blocking<T: Send + 'static>(
 }
 
 /// Sleeps until `at`, or forever if it is `None`.
+/// How many ticks to give the core now, and how many count as given after
+/// that: one per `interval` of `elapsed` time, minus the `done` ones, at
+/// most `cap` at once (the rest are skipped, never owed). Never more than
+/// `elapsed` calls for.
+fn ticks_to_give(elapsed: Duration, interval: Duration, done: u64, cap: u64) -> (u64, u64) {
+    let due = u64::try_from(elapsed.as_nanos() / interval.as_nanos().max(1)).unwrap_or(u64::MAX);
+    let missed = due.saturating_sub(done);
+    (missed.min(cap), done.max(due))
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -853,4 +1042,136 @@ fn random_below(max: Duration) -> Duration {
         .build_hasher()
         .finish();
     Duration::from_nanos(r % nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_follow_elapsed_time_and_a_stall_is_caught_up_to_a_cap() {
+        let ms = Duration::from_millis;
+        // Woken on time: one tick.
+        assert_eq!(ticks_to_give(ms(100), ms(50), 1, 40), (1, 2));
+        // Woken early (nothing due yet): none.
+        assert_eq!(ticks_to_give(ms(149), ms(50), 2, 40), (0, 2));
+        // After a 1 s stall: the 20 ticks it missed.
+        assert_eq!(ticks_to_give(ms(1100), ms(50), 2, 40), (20, 22));
+        // After a 10 s stall: at most the cap, and the rest is not owed.
+        assert_eq!(ticks_to_give(ms(10_100), ms(50), 2, 40), (40, 202));
+        assert_eq!(ticks_to_give(ms(10_150), ms(50), 202, 40), (1, 203));
+        // Never more ticks than time passed.
+        for t in 0..2000 {
+            let (give, done) = ticks_to_give(ms(t), ms(50), 0, u64::MAX);
+            assert!(give * 50 <= t && done * 50 <= t, "{t} ms: {give} ticks");
+        }
+    }
+
+    /// The driver of node 3 of {1,2,3} on a fresh data dir, with nothing
+    /// around it (its transport never connects: nothing is sent here).
+    fn driver(dir: &std::path::Path) -> Node {
+        for sub in ["wal", "kv"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let wal = open_wal(&dir.join("wal"), Some(vec![1, 2, 3])).unwrap();
+        let raw = RawNode::new(raft::Config::new(3), wal).unwrap();
+        let peers = (1..=3)
+            .map(|i| (i, format!("127.0.0.1:{}", 1000 + i)))
+            .collect();
+        let book = AddrBook::open(dir, &peers, (3, "127.0.0.1:1003", "127.0.0.1:2003")).unwrap();
+        let engine = bitcask::Bitcask::open(dir.join("kv"), Default::default()).unwrap();
+        let sm = kv::StateMachine::open(Arc::new(engine)).unwrap();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let (events_tx, events_rx) = mpsc::channel(4);
+        let local = Arc::new(crate::transport::handshake::Local::new(
+            crate::identity::Identity {
+                cluster_id: 1,
+                node_id: 3,
+                incarnation: 1,
+            },
+            dir.to_path_buf(),
+            "127.0.0.1:2003".into(),
+            "127.0.0.1:1003".into(),
+            None,
+            false,
+        ));
+        let (_node_tx, requests) = mpsc::channel(4);
+        let (_peer_tx, peer_rx) = mpsc::channel(4);
+        let (apply_tx, _apply_rx) = mpsc::channel(4);
+        let (soft_tx, _) = watch::channel(SoftView::default());
+        let (_applied_tx, applied_rx) = watch::channel(0);
+        Node {
+            id: 3,
+            raw,
+            requests,
+            peer_rx,
+            events_rx,
+            campaign_at: None,
+            leader_down_spacing: Duration::from_millis(10),
+            transport: Transport::new(3, book.clone(), sm.reader(), stop_rx, events_tx, local),
+            apply_tx,
+            waiters: Arc::new(Waiters::default()),
+            soft_tx,
+            applied_rx,
+            book,
+            tick_interval: Duration::from_millis(10),
+            clock_origin: std::time::Instant::now(),
+            ticks_done: 0,
+            ticks_caught_up_max: 100,
+            read_batch: Vec::new(),
+            reads: BTreeMap::new(),
+            next_read_ctx: 0,
+            role: Role::Follower,
+            leader: None,
+            synced_term_vote: (0, None),
+            data_dir: dir.to_path_buf(),
+            removal_handled: false,
+        }
+    }
+
+    #[test]
+    fn a_refusal_by_a_voter_removes_the_node_and_it_answers_failed_precondition() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = driver(dir.path());
+        // Not a voter of our configuration: ignored.
+        node.refused_as_non_member(4);
+        assert!(!node.raw.is_removed());
+        assert_eq!(removed_record(dir.path()).unwrap(), None);
+
+        node.refused_as_non_member(1);
+        assert!(node.raw.is_removed());
+        node.publish();
+        assert!(node.soft_tx.borrow().removed);
+        let record = removed_record(dir.path()).unwrap().unwrap();
+        assert!(record.contains("node 1 refused it"), "{record}");
+
+        // Client requests get FAILED_PRECONDITION naming the removal.
+        let (tx, mut rx) = oneshot::channel();
+        node.handle_request(NodeRequest::Propose {
+            data: Bytes::from_static(b"x"),
+            reply: tx,
+        })
+        .unwrap();
+        let st = rx.try_recv().unwrap().unwrap_err();
+        assert_eq!(st.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            st.message()
+                .contains("this node was removed from the cluster (id 3)"),
+            "{}",
+            st.message()
+        );
+        let (tx, mut rx) = oneshot::channel();
+        node.handle_request(NodeRequest::Read { reply: tx })
+            .unwrap();
+        node.flush_reads();
+        let st = rx.try_recv().unwrap().unwrap_err();
+        assert_eq!(st.code(), tonic::Code::FailedPrecondition);
+
+        // It never campaigns, however long it waits.
+        for _ in 0..1000 {
+            node.raw.tick();
+        }
+        assert_eq!(node.raw.status().role, Role::Follower);
+        assert!(!node.raw.has_ready());
+    }
 }

@@ -486,3 +486,166 @@ async fn membership_calls_to_a_follower_are_forwarded_to_the_leader() {
     assert_eq!(c.leader().await, a);
     c.stop_all().await;
 }
+
+/// Issue 11: `promote` accepted a learner that was never started, leaving
+/// the cluster with a dead voter. Now it is refused with the lag named, the
+/// voters stay as they were, and once the node runs and catches up the
+/// promotion goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn promote_of_a_learner_that_never_started_is_refused_and_the_voters_stay() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    put(&c, l, "before", "x").await;
+    // Added, but nothing runs at its (peer) address.
+    let addr = free_addr().await;
+    let peer = free_addr().await;
+    on_leader(&c, |mut cl| {
+        let addr = peer.clone();
+        async move { cl.add_learner(AddLearnerRequest { id: 4, addr }).await }
+    })
+    .await
+    .unwrap();
+    // Give the leader more than an election timeout to hear from it.
+    tokio::time::sleep(Duration::from_millis(TICK_MS * 25)).await;
+    let l = c.leader().await;
+    let e = c
+        .cluster(l)
+        .await
+        .promote(PromoteRequest { id: 4 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert!(
+        e.message().contains("learner 4 has not caught up")
+            && e.message().contains("match index is 0")
+            && e.message().contains("may not be running"),
+        "{e}"
+    );
+    let members = c
+        .cluster(l)
+        .await
+        .members(MembersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let voters: Vec<u64> = members
+        .members
+        .iter()
+        .filter(|m| !m.learner)
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(voters, vec![1, 2, 3], "{members:?}");
+    assert!(members.members.iter().any(|m| m.id == 4 && m.learner));
+
+    // Started as the docs say (empty data dir, joining, at that address),
+    // it catches up and is promoted.
+    c.addrs.insert(4, addr.clone());
+    c.peer_addrs.insert(4, peer.clone());
+    let mut cfg = node_config(4, &addr, &BTreeMap::from([(4, peer)]), c.dir.path());
+    cfg.join = true;
+    c.configs.insert(4, cfg);
+    c.start_node(4).await;
+    let r = on_leader(&c, |mut cl| async move {
+        cl.promote(PromoteRequest { id: 4 }).await
+    })
+    .await
+    .unwrap();
+    assert!(r.members.iter().any(|m| m.id == 4 && !m.learner), "{r:?}");
+    c.stop_all().await;
+}
+
+/// Issue 11: a removed node kept running and answering as a follower. Now
+/// it learns of its removal: its status says `removed`, every client call
+/// to it is refused FAILED_PRECONDITION, it never disrupts the others (the
+/// term stays the same for three election timeouts while it runs), and
+/// after a restart it is still removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_node_says_so_refuses_clients_and_never_disrupts() {
+    let mut c = Cluster::start(3).await;
+    let l = c.leader().await;
+    put(&c, l, "k", "v").await;
+    let victim = (1..=3).find(|&i| i != l).unwrap();
+    on_leader(&c, |mut cl| async move {
+        cl.remove(RemoveRequest { id: victim }).await
+    })
+    .await
+    .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let st = c.status(victim).await;
+        if st.removed {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "not told of its removal: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(st.leader_id, 0, "{st:?}");
+
+    let removed = |e: tonic::Status| {
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+        assert!(
+            e.message().contains(&format!(
+                "this node was removed from the cluster (id {victim})"
+            )),
+            "{e}"
+        );
+    };
+    let mut kv = c.kv(victim).await;
+    removed(
+        kv.put(PutRequest {
+            key: b"k".to_vec().into(),
+            value: b"w".to_vec().into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
+    );
+    for serializable in [false, true] {
+        removed(
+            kv.get(GetRequest {
+                key: b"k".to_vec().into(),
+                serializable,
+            })
+            .await
+            .unwrap_err(),
+        );
+    }
+    removed(
+        c.cluster(victim)
+            .await
+            .members(MembersRequest {})
+            .await
+            .unwrap_err(),
+    );
+
+    // It keeps running for three election timeouts; nobody's term moves.
+    let others: Vec<u64> = (1..=3).filter(|&i| i != victim).collect();
+    let leader = c.leader_known_by(&others).await;
+    let term = c.status(leader).await.term;
+    tokio::time::sleep(Duration::from_millis(TICK_MS * 20 * 3 + 200)).await;
+    for &id in &others {
+        let s = c.status(id).await;
+        assert_eq!((s.term, s.leader_id), (term, leader), "node {id}: {s:?}");
+    }
+    let s = c.status(victim).await;
+    assert!(s.removed && s.term <= term, "{s:?}");
+    assert_eq!(get(&c, leader, "k").await, Some(b"v".to_vec()));
+
+    // Restarted, it is still removed, at once.
+    c.stop_node(victim).await.unwrap();
+    c.start_node(victim).await;
+    let s = c.status(victim).await;
+    assert!(s.removed, "{s:?}");
+    removed(
+        c.kv(victim)
+            .await
+            .get(GetRequest {
+                key: b"k".to_vec().into(),
+                serializable: true,
+            })
+            .await
+            .unwrap_err(),
+    );
+    c.stop_all().await;
+}

@@ -1,7 +1,10 @@
 //! The simulated cluster: nodes, network, clients and checkers, advanced
 //! one time unit at a time.
 //!
-//! In each time unit, in this order: faults and membership changes (on tick
+//! In each time unit, in this order: stalled nodes whose stall is over
+//! resume, every running node is given the time (`RawNode::set_now`: one
+//! time unit is a millisecond of its monotonic clock), faults and
+//! membership changes (on tick
 //! boundaries), network messages due, client messages due, node ticks,
 //! Ready handling (second halves whose fsync is done, then new Readies),
 //! clients acting, and the invariant checks of every node something
@@ -10,6 +13,7 @@
 //! same run.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use lincheck::KvOperation;
 use raft::{
@@ -21,7 +25,7 @@ use crate::client::{Client, ClientMsg, ClientMsgBody, ClientReply, OpStats};
 use crate::faults::FaultPlan;
 use crate::fsm::Fsm;
 use crate::invariants::{EntryId, Invariants};
-use crate::limits::READS_WAITING_MAX;
+use crate::limits::{READS_WAITING_MAX, STALL_HELD_MAX};
 use crate::net::Network;
 use crate::node::SimNode;
 use crate::rng::Rng;
@@ -44,6 +48,8 @@ pub struct NodeSettings {
     pub entries_per_append_max: usize,
     /// `Config::inflight_appends_max`.
     pub inflight_appends_max: usize,
+    /// `Config::lease_read` (only with `check_quorum`).
+    pub lease_read: bool,
 }
 
 /// The whole simulated world. See the module docs.
@@ -70,6 +76,10 @@ pub struct Cluster {
     pub trace_messages: bool,
     /// Sabotage: answer reads locally, without ReadIndex.
     pub local_reads: bool,
+    /// Sabotage: give each node a clock made of its own ticks (as the core
+    /// counted its lease before it took a clock), and no ticks for the time
+    /// it was stalled.
+    pub tick_clock: bool,
     /// Run each node's `check_invariants()` after every step.
     pub core_invariants: bool,
     /// Clients start no new operations.
@@ -114,6 +124,7 @@ impl Cluster {
             verbose,
             trace_messages: false,
             local_reads: false,
+            tick_clock: false,
             core_invariants: true,
             quiet: false,
             plan: None,
@@ -131,11 +142,135 @@ impl Cluster {
 
     /// Adds an up node `id` over `store`.
     pub fn add_node(&mut self, id: NodeId, store: MemStore) -> Result<(), String> {
-        let raw = RawNode::new(self.node_config(id, 0), store).map_err(|e| e.to_string())?;
+        let mut raw = RawNode::new(self.node_config(id, 0), store).map_err(|e| e.to_string())?;
+        raw.set_now(Duration::from_millis(self.now));
         let fsm = Fsm::new()?;
         let phase = self.rng.range(0, TICK);
         self.nodes.insert(id, SimNode::new(id, raw, fsm, phase));
         Ok(())
+    }
+
+    /// The clock node `n` is given: the simulated time (one unit is a
+    /// millisecond), or with the `tick_clock` sabotage its own ticks.
+    fn clock_of(&self, n: &SimNode) -> Duration {
+        if self.tick_clock {
+            Duration::from_millis(n.ticks * TICK)
+        } else {
+            Duration::from_millis(self.now)
+        }
+    }
+
+    /// Gives every running node the time (called at the start of each
+    /// time unit, so before any input in it).
+    fn set_clocks(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let Some(n) = self.nodes.get(&id) else {
+                continue;
+            };
+            let clock = self.clock_of(n);
+            if let Some(n) = self.nodes.get_mut(&id) {
+                if n.stall.is_none() {
+                    if let Some(raw) = &mut n.raw {
+                        raw.set_now(clock);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether node `id` is up and not stalled.
+    pub fn is_running(&self, id: NodeId) -> bool {
+        self.nodes.get(&id).is_some_and(|n| n.is_running())
+    }
+
+    /// Resumes the stalled nodes whose stall is over: with `catch_up` they
+    /// are given the ticks they missed (at most twice the largest election
+    /// timeout, as the server does), then what was held for them is sent
+    /// again (messages through the network, requests through the client
+    /// link, so they arrive in a random order).
+    fn resume_stalls(&mut self) {
+        let now = self.now;
+        let due: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.stall.as_ref().is_some_and(|s| s.until <= now))
+            .map(|n| n.id)
+            .collect();
+        let cap = 2 * Config::default().election_timeout_ticks_max;
+        for id in due {
+            let Some(clock) = self.nodes.get(&id).map(|n| self.clock_of(n)) else {
+                continue;
+            };
+            let tick_clock = self.tick_clock;
+            let Some(n) = self.nodes.get_mut(&id) else {
+                continue;
+            };
+            let Some(stall) = n.stall.take() else {
+                continue;
+            };
+            n.dirty = true;
+            let mut missed = 0;
+            if let Some(raw) = &mut n.raw {
+                raw.set_now(clock);
+                if stall.catch_up && !tick_clock {
+                    // The ticks the node would have counted meanwhile.
+                    missed = n.stall_ticks_missed.min(cap);
+                    for _ in 0..missed {
+                        raw.tick();
+                        n.ticks += 1;
+                    }
+                }
+            }
+            n.stall_ticks_missed = 0;
+            for m in stall.inbox {
+                self.net.send(now, m, &mut self.rng);
+            }
+            for (client, op, req) in stall.requests {
+                send_client(
+                    &mut self.client_queue,
+                    &mut self.client_sent,
+                    &mut self.rng,
+                    now,
+                    ClientMsg {
+                        client,
+                        op,
+                        node: id,
+                        body: ClientMsgBody::Request(req),
+                    },
+                );
+            }
+            self.trace.u64(0x5ee5);
+            self.trace.u64(id);
+            self.log(|| format!("node {id} resumes (caught up {missed} ticks)"));
+        }
+    }
+
+    /// Stalls node `id` (if it is up) until `until`.
+    pub fn stall(&mut self, id: NodeId, until: Time, drop_messages: bool, catch_up: bool) {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if !n.is_running() {
+            return;
+        }
+        n.stall = Some(crate::node::Stall {
+            until,
+            drop_messages,
+            catch_up,
+            inbox: Vec::new(),
+            requests: Vec::new(),
+        });
+        n.stall_ticks_missed = 0;
+        self.faults.stalls += 1;
+        self.trace.u64(0x57a1);
+        self.trace.u64(id);
+        self.log(|| {
+            format!(
+                "stall node {id} until {until} (messages {}, catch up: {catch_up})",
+                if drop_messages { "dropped" } else { "held" }
+            )
+        });
     }
 
     fn node_config(&mut self, id: NodeId, applied: Index) -> Config {
@@ -144,6 +279,8 @@ impl Cluster {
             seed: self.rng.u64(),
             pre_vote: self.settings.pre_vote,
             check_quorum: self.settings.check_quorum,
+            lease_read: self.settings.lease_read && self.settings.check_quorum,
+            tick_interval: Duration::from_millis(TICK),
             entries_per_append_max: self.settings.entries_per_append_max,
             inflight_appends_max: self.settings.inflight_appends_max,
             applied,
@@ -195,6 +332,8 @@ impl Cluster {
 
     /// One time unit. See the module docs for the order.
     pub fn step(&mut self) {
+        self.resume_stalls();
+        self.set_clocks();
         if self.now.is_multiple_of(TICK) {
             self.faults_tick();
         }
@@ -207,8 +346,17 @@ impl Cluster {
         for &id in &ids {
             let now = self.now;
             if let Some(n) = self.nodes.get_mut(&id) {
+                let tick_clock = self.tick_clock;
                 if let Some(raw) = &mut n.raw {
                     if (now + n.tick_phase).is_multiple_of(TICK) {
+                        if n.stall.is_some() {
+                            n.stall_ticks_missed += 1;
+                            continue;
+                        }
+                        n.ticks += 1;
+                        if tick_clock {
+                            raw.set_now(Duration::from_millis(n.ticks * TICK));
+                        }
                         raw.tick();
                         n.dirty = true;
                     }
@@ -229,6 +377,12 @@ impl Cluster {
         let Some(n) = self.nodes.get_mut(&msg.to) else {
             return;
         };
+        if let Some(stall) = &mut n.stall {
+            if !stall.drop_messages && stall.inbox.len() < STALL_HELD_MAX {
+                stall.inbox.push(msg);
+            }
+            return;
+        }
         let Some(raw) = &mut n.raw else {
             return;
         };
@@ -254,6 +408,9 @@ impl Cluster {
             let Some(raw) = &n.raw else {
                 return;
             };
+            if n.stall.is_some() {
+                return;
+            }
             match &n.in_flight {
                 Some((_, at)) if *at <= self.now => self.finish_ready(id),
                 Some(_) => return,
@@ -337,10 +494,14 @@ impl Cluster {
             }
         }
         // The Ready handed out every entry: the store is the core's log.
-        let commit = raw.status().commit;
+        let (commit, term) = {
+            let st = raw.status();
+            (st.commit, st.term)
+        };
         if let Err(v) = check_commit(
             &mut self.inv,
             id,
+            term,
             raw.store(),
             commit,
             &mut n.checked_commit,
@@ -531,6 +692,7 @@ impl Cluster {
             if let Err(v) = check_commit(
                 &mut self.inv,
                 id,
+                st.term,
                 raw.store(),
                 st.commit,
                 &mut n.checked_commit,
@@ -574,10 +736,15 @@ impl Cluster {
             Err(e) => return self.fail(format!("node {id}: restoring on restart: {e}")),
         };
         let config = self.node_config(id, snapshot.meta.index);
-        let raw = match RawNode::new(config, store) {
+        let mut raw = match RawNode::new(config, store) {
             Ok(r) => r,
             Err(e) => return self.fail(format!("node {id}: restart: {e}")),
         };
+        raw.set_now(Duration::from_millis(if self.tick_clock {
+            0
+        } else {
+            self.now
+        }));
         if let Some(n) = self.nodes.get_mut(&id) {
             n.compacted_at = snapshot.meta.index;
             n.fsm = fsm;
@@ -597,6 +764,7 @@ impl Cluster {
 fn check_commit(
     inv: &mut Invariants,
     id: NodeId,
+    term: raft::Term,
     store: &MemStore,
     commit: Index,
     checked: &mut Index,
@@ -605,7 +773,7 @@ fn check_commit(
     while i <= commit {
         match store.entries(i, i + 1, u64::MAX) {
             Ok(v) if !v.is_empty() => {
-                inv.observe_committed(id, i, EntryId::of(&v[0]))?;
+                inv.observe_committed(id, term, i, EntryId::of(&v[0]))?;
                 *checked = i;
             }
             _ => break,

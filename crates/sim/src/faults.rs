@@ -1,4 +1,5 @@
-//! The fault schedule: crashes and restarts, partitions (symmetric,
+//! The fault schedule: crashes and restarts, process stalls (the node stops,
+//! then resumes with its clock jumped; see [`crate::node`]), partitions (symmetric,
 //! isolate-the-leader, one-way, bridge) and healing, leadership transfers,
 //! membership changes, and leader-down reports (after a crash, as the
 //! server's transport makes them, and wrong ones about a live leader). Drawn on every tick boundary from the run's
@@ -27,6 +28,8 @@ pub struct FaultPlan {
     /// A follower is told its live leader is down (a report the server's
     /// transport could make after a broken connection): safety must hold.
     pub misreport_per_mille: u64,
+    /// A node's process stalls (the leader 40 % of the time).
+    pub stall_per_mille: u64,
     /// When the current partition heals.
     pub heal_at: Option<Time>,
     /// The next node id a membership change adds.
@@ -44,6 +47,7 @@ impl Cluster {
         let now = self.now;
         if now < plan.fault_end {
             self.maybe_crash(&plan);
+            self.maybe_stall(&plan);
             self.maybe_partition(&mut plan);
             if self.rng.chance(plan.transfer_per_mille) {
                 self.transfer();
@@ -93,6 +97,34 @@ impl Cluster {
         self.plan = Some(plan);
     }
 
+    /// Stalls a running node for 2 to 150 ticks (sometimes shorter than a
+    /// lease, mostly far longer than an election timeout), at most one
+    /// node at a time.
+    fn maybe_stall(&mut self, plan: &FaultPlan) {
+        if !self.rng.chance(plan.stall_per_mille) {
+            return;
+        }
+        if self.nodes.values().any(|n| n.stall.is_some()) {
+            return;
+        }
+        let running: Vec<NodeId> = self
+            .live_ids()
+            .into_iter()
+            .filter(|&id| self.is_running(id))
+            .collect();
+        let victim = match self.leader() {
+            Some(l) if self.is_running(l) && self.rng.chance(400) => l,
+            _ => match self.rng.pick(&running) {
+                Some(v) => v,
+                None => return,
+            },
+        };
+        let until = self.now + self.rng.range(20, 1500);
+        let drop_messages = self.rng.chance(300);
+        let catch_up = self.rng.chance(500);
+        self.stall(victim, until, drop_messages, catch_up);
+    }
+
     fn maybe_crash(&mut self, plan: &FaultPlan) {
         if !self.rng.chance(plan.crash_per_mille) {
             return;
@@ -132,6 +164,9 @@ impl Cluster {
         let Some(n) = self.nodes.get_mut(&to) else {
             return;
         };
+        if n.stall.is_some() {
+            return;
+        }
         let Some(raw) = n.raw.as_mut() else {
             return;
         };
@@ -220,6 +255,9 @@ impl Cluster {
         let Some(leader) = self.leader() else {
             return;
         };
+        if !self.is_running(leader) {
+            return;
+        }
         let Some(raw) = self.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut()) else {
             return;
         };
@@ -251,6 +289,9 @@ impl Cluster {
         let Some(leader) = self.leader() else {
             return;
         };
+        if !self.is_running(leader) {
+            return;
+        }
         let Some(raw) = self.nodes.get(&leader).and_then(|n| n.raw.as_ref()) else {
             return;
         };

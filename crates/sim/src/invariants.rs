@@ -76,8 +76,10 @@ pub struct Invariants {
     /// Every entry ever appended to a log: (index, term) → (hash, term of
     /// the entry before it, if known).
     appended: BTreeMap<(Index, Term), (u64, Option<Term>)>,
-    /// Every committed entry, by index, with the first node that committed it.
-    committed: BTreeMap<Index, (EntryId, NodeId)>,
+    /// Every committed entry, by index, with the first node that committed
+    /// it and that node's term then (the term in which it became committed,
+    /// or a later one).
+    committed: BTreeMap<Index, (EntryId, NodeId, Term)>,
     /// Every applied entry, by index, with the first node that applied it.
     applied: BTreeMap<Index, (EntryId, NodeId)>,
 }
@@ -155,22 +157,24 @@ impl Invariants {
         }
     }
 
-    /// `node` considers the entry `id` at `index` committed.
+    /// `node`, in term `term`, considers the entry `id` at `index`
+    /// committed.
     ///
     /// # Errors
     /// Another entry was committed at `index` before.
     pub fn observe_committed(
         &mut self,
         node: NodeId,
+        term: Term,
         index: Index,
         id: EntryId,
     ) -> Result<(), Violation> {
         match self.committed.get(&index) {
             None => {
-                self.committed.insert(index, (id, node));
+                self.committed.insert(index, (id, node, term));
                 Ok(())
             }
-            Some((seen, by)) if *seen != id => violation(
+            Some((seen, by, _)) if *seen != id => violation(
                 "committed entries never change",
                 format!(
                     "node {node} committed term {} (hash {:016x}) at index {index}, node {by} \
@@ -196,8 +200,13 @@ impl Invariants {
         snapshot_index: Index,
         log: impl Fn(Index) -> Option<EntryId>,
     ) -> Result<(), Violation> {
-        for (&index, (id, by)) in self.committed.range(snapshot_index + 1..) {
-            if id.term >= term {
+        for (&index, (id, by, seen_in)) in self.committed.range(snapshot_index + 1..) {
+            // Leader completeness is about entries committed in an earlier
+            // term. A node may become leader of a term long after a later
+            // term committed more (its vote grants were held up, e.g. while
+            // its process was stalled); it needs only what was committed
+            // before its term.
+            if id.term >= term || *seen_in >= term {
                 continue;
             }
             match log(index) {
@@ -321,9 +330,9 @@ mod tests {
         let mut inv = Invariants::new();
         let a = EntryId::of(&entry(7, 2, "a"));
         let b = EntryId::of(&entry(7, 2, "b"));
-        inv.observe_committed(1, 7, a).unwrap();
-        inv.observe_committed(2, 7, a).unwrap();
-        let v = inv.observe_committed(3, 7, b).unwrap_err();
+        inv.observe_committed(1, 2, 7, a).unwrap();
+        inv.observe_committed(2, 2, 7, a).unwrap();
+        let v = inv.observe_committed(3, 2, 7, b).unwrap_err();
         assert_eq!(v.property, "committed entries never change");
         assert!(v.detail.contains("index 7"), "{v}");
     }
@@ -332,7 +341,7 @@ mod tests {
     fn leader_missing_a_committed_entry_is_rejected() {
         let mut inv = Invariants::new();
         for i in 1..=5 {
-            inv.observe_committed(1, i, EntryId::of(&entry(i, 1, "x")))
+            inv.observe_committed(1, 1, i, EntryId::of(&entry(i, 1, "x")))
                 .unwrap();
         }
         let full = |i: Index| (i <= 5).then(|| EntryId::of(&entry(i, 1, "x")));
@@ -349,6 +358,12 @@ mod tests {
         let other =
             |i: Index| (i <= 5).then(|| EntryId::of(&entry(i, 1, if i == 3 { "y" } else { "x" })));
         assert!(inv.check_leader_log(2, 2, 0, other).is_err());
+        // An entry of term 1 first seen committed in term 3 need not be in
+        // the log of a leader of term 2 (elected on votes from before).
+        inv.observe_committed(3, 3, 6, EntryId::of(&entry(6, 1, "x")))
+            .unwrap();
+        inv.check_leader_log(2, 2, 0, full).unwrap();
+        assert!(inv.check_leader_log(4, 4, 0, full).is_err());
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! the network's delays, drops, duplicates and reorderings, partitions
 //! (symmetric, isolate-the-leader, one-way, bridge) and their healing,
 //! crashes that lose everything not yet synced and the restarts after them,
-//! leadership transfers, membership changes (add a learner, promote it,
+//! process stalls (a node stops for 2 to 150 ticks: no ticks, messages held
+//! or dropped, requests held; it resumes with its clock jumped and, half the
+//! time, the ticks it missed), leadership transfers, membership changes (add a learner, promote it,
 //! remove a voter, remove the leader), and a client workload of put / get /
 //! append / compare-and-swap / delete with exactly-once sessions and
-//! ReadIndex reads. Time is simulated ([`TICK`] time units per Raft tick);
-//! nothing reads a clock, and every collection iterates in a fixed order,
+//! ReadIndex reads, or lease reads (half the runs with check-quorum;
+//! `--lease-read` for all). Time is simulated ([`TICK`] time units per Raft
+//! tick; a unit is a millisecond of the clock the nodes get through
+//! `RawNode::set_now`); nothing reads a real clock, and every collection iterates in a fixed order,
 //! so the same seed replays the same run. Each run prints a hash of its
 //! trace (every delivered message, client message and fault) to prove it.
 //!
@@ -32,10 +36,11 @@
 //! the four in turn.
 //!
 //! The checks themselves are tested: [`invariants`] has unit tests that
-//! feed each checker a known-unsafe state, and two [`Sabotage`] modes break
+//! feed each checker a known-unsafe state, and three [`Sabotage`] modes break
 //! the simulator on purpose (reads answered locally without ReadIndex;
-//! retries outside the client session) so that tests can show the end
-//! checks reject the runs. `--skip-core-invariants` turns off the nodes'
+//! retries outside the client session; leases counted in the node's own
+//! ticks with stalls not counted, as before the core took a clock) so that
+//! tests can show the end checks reject the runs. `--skip-core-invariants` turns off the nodes'
 //! own `check_invariants()`, to see what the cluster-wide checkers catch by
 //! themselves when a protocol rule is broken in the core.
 //!
@@ -47,6 +52,8 @@
 //! cargo run -p sim --release -- --seed 17 --verbose --trace-messages
 //! cargo run -p sim --release -- --seeds 100 --nodes 5 # or --scenario membership
 //! cargo run -p sim --release -- --seeds 100 --scenario figure8
+//! cargo run -p sim --release -- --seeds 2000 --lease-read   # lease reads in every run
+//! cargo run -p sim --release -- --seed 17 --lease-read --sabotage tick-clock  # caught
 //! ```
 //!
 //! ```no_run
@@ -149,6 +156,12 @@ pub enum Sabotage {
     /// table cannot recognise the retry: appends applied twice, which the
     /// exactly-once check (and lincheck) must catch.
     RetryWithNewSeq,
+    /// Each node's clock (`RawNode::set_now`) is made of its own ticks, and
+    /// a stalled node gets no ticks for the time it lost: the lease as it
+    /// was counted before it took a clock (ticks, with a ticker that does
+    /// not count a stall). With lease reads on, a leader resumed after a
+    /// stall serves stale reads, which lincheck must catch.
+    TickClock,
 }
 
 /// How to run.
@@ -169,6 +182,11 @@ pub struct Options {
     /// Call each node's own `check_invariants()` after every step (on by
     /// default; off shows what the cluster-wide checkers catch alone).
     pub core_invariants: bool,
+    /// Lease reads on every run that has check-quorum (which then is always
+    /// on); without it, half the runs with check-quorum draw them.
+    pub lease_read: bool,
+    /// Process stalls in the fault schedule (on by default).
+    pub stalls: bool,
 }
 
 impl Default for Options {
@@ -181,6 +199,8 @@ impl Default for Options {
             trace_messages: false,
             sabotage: None,
             core_invariants: true,
+            lease_read: false,
+            stalls: true,
         }
     }
 }
@@ -202,6 +222,8 @@ pub struct FaultStats {
     /// Leader-down reports a follower took (`RawNode::report_leader_down`),
     /// after a crash or wrongly, about a live leader.
     pub down_reports: u64,
+    /// Process stalls (see [`node`]).
+    pub stalls: u64,
 }
 
 /// What a run found.
@@ -302,6 +324,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         compact_every: rng.range(10, 200),
         entries_per_append_max: rng.pick(&[1, 2, 4, 64, 256]).unwrap_or(64),
         inflight_appends_max: rng.pick(&[1, 2, 8, 64]).unwrap_or(8),
+        lease_read: false,
     };
     // A quarter of the runs are crash storms.
     let crash_per_mille = if rng.chance(250) {
@@ -318,6 +341,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         transfer_per_mille: rng.range(0, 5),
         membership_per_mille: 15,
         misreport_per_mille: 3,
+        stall_per_mille: 0,
         heal_at: None,
         next_id: n + 1,
         killer: None,
@@ -333,6 +357,16 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         plan.transfer_per_mille = 0;
         plan.down_max = 2;
         plan.killer = Some(figure8::LeaderKiller::default());
+    }
+    // Drawn last, so that the draws above stay as they were.
+    settings.lease_read = rng.chance(500);
+    if opts.lease_read {
+        settings.check_quorum = true;
+        settings.lease_read = true;
+    }
+    plan.stall_per_mille = rng.range(2, 12);
+    if !opts.stalls {
+        plan.stall_per_mille = 0;
     }
     let voters: Vec<NodeId> = (1..=n).collect();
     let mut report = Report::empty(seed, opts);
@@ -356,6 +390,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     };
     cluster.trace_messages = opts.trace_messages;
     cluster.local_reads = opts.sabotage == Some(Sabotage::LocalReads);
+    cluster.tick_clock = opts.sabotage == Some(Sabotage::TickClock);
     cluster.core_invariants = opts.core_invariants;
     for i in 0..opts.clients.min(limits::CLIENTS_MAX) {
         let mut client = Client::new(i, rng.fork(), timing.clone());

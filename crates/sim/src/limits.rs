@@ -19,3 +19,7 @@ pub const STEPS_MAX: u64 = 100_000_000;
 
 /// Most reads a node keeps waiting for its state machine to catch up.
 pub const READS_WAITING_MAX: usize = 10_000;
+
+/// Most peer messages, and most client requests, held for a stalled node;
+/// beyond it they are dropped (a full socket buffer).
+pub const STALL_HELD_MAX: usize = 10_000;

@@ -46,9 +46,15 @@ struct Args {
     #[arg(long)]
     trace_messages: bool,
     /// Break the simulator on purpose to see the checks fire:
-    /// local-reads or retry-new-seq.
+    /// local-reads, retry-new-seq or tick-clock.
     #[arg(long)]
     sabotage: Option<String>,
+    /// Lease reads (and check-quorum) on in every run.
+    #[arg(long)]
+    lease_read: bool,
+    /// No process stalls in the fault schedule.
+    #[arg(long)]
+    no_stalls: bool,
     /// Do not call each node's own check_invariants() (to see what the
     /// cluster-wide checkers catch alone).
     #[arg(long)]
@@ -109,8 +115,9 @@ fn main() -> ExitCode {
         None => None,
         Some("local-reads") => Some(Sabotage::LocalReads),
         Some("retry-new-seq") => Some(Sabotage::RetryWithNewSeq),
+        Some("tick-clock") => Some(Sabotage::TickClock),
         Some(other) => {
-            eprintln!("unknown sabotage {other:?}: use local-reads or retry-new-seq");
+            eprintln!("unknown sabotage {other:?}: use local-reads, retry-new-seq or tick-clock");
             return ExitCode::from(2);
         }
     };
@@ -122,6 +129,8 @@ fn main() -> ExitCode {
         trace_messages: args.trace_messages,
         sabotage,
         core_invariants: !args.skip_core_invariants,
+        lease_read: args.lease_read,
+        stalls: !args.no_stalls,
     };
     let replay = |seed: u64| {
         let mut s = format!("cargo run -p sim --release -- --seed {seed}");
@@ -133,6 +142,15 @@ fn main() -> ExitCode {
         }
         if args.clients != Options::default().clients {
             s.push_str(&format!(" --clients {}", args.clients));
+        }
+        if args.lease_read {
+            s.push_str(" --lease-read");
+        }
+        if args.no_stalls {
+            s.push_str(" --no-stalls");
+        }
+        if let Some(sb) = &args.sabotage {
+            s.push_str(&format!(" --sabotage {sb}"));
         }
         s
     };

@@ -3,7 +3,11 @@
 //!
 //! A node is *up* (it has a `RawNode`), *down* (crashed: only the durable
 //! part of its store survives, in `down_store`, until it restarts) or
-//! *stopped* (removed from the cluster and shut down for good).
+//! *stopped* (removed from the cluster and shut down for good). An up node
+//! may be *stalled* for a while (its process stopped, as by SIGSTOP or a
+//! paused VM): it counts no ticks, handles no message, request or fsync;
+//! messages and requests for it wait (or, for messages, are dropped) until
+//! it resumes, with its clock jumped.
 //!
 //! A `Ready` is handled in two halves, so that a crash can fall between
 //! writing and syncing: the first half (install a snapshot, write entries
@@ -14,10 +18,28 @@
 
 use std::collections::BTreeMap;
 
-use raft::{Index, MemStore, NodeId, RawNode, Ready, Term};
+use raft::{Index, MemStore, Message, NodeId, RawNode, Ready, Term};
 
+use crate::client::ClientRequest;
 use crate::fsm::Fsm;
 use crate::Time;
+
+/// A process stall in progress (see the module docs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stall {
+    /// When the process resumes.
+    pub until: Time,
+    /// Messages for the node are dropped (a connection reset) rather than
+    /// held until it resumes (a socket buffer).
+    pub drop_messages: bool,
+    /// On resume the node is given the ticks it missed (as the server's
+    /// ticker does), else none (as the ticker did before it counted time).
+    pub catch_up: bool,
+    /// Peer messages held for the node.
+    pub inbox: Vec<Message>,
+    /// Client requests held for the node: (client, op, request).
+    pub requests: Vec<(usize, u64, ClientRequest)>,
+}
 
 /// A client write proposed at this node, waiting for its entry to apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +88,12 @@ pub struct SimNode {
     /// The applied index at which the state machine was last snapshotted
     /// into the log store.
     pub compacted_at: Index,
+    /// `Some` while the process is stalled.
+    pub stall: Option<Stall>,
+    /// Ticks the node has counted since it (re)started.
+    pub ticks: u64,
+    /// Ticks the node missed in its current stall.
+    pub stall_ticks_missed: u64,
 }
 
 impl std::fmt::Debug for SimNode {
@@ -99,12 +127,20 @@ impl SimNode {
             tick_phase,
             dirty: true,
             compacted_at: 0,
+            stall: None,
+            ticks: 0,
+            stall_ticks_missed: 0,
         }
     }
 
     /// Whether the node is running.
     pub fn is_up(&self) -> bool {
         self.raw.is_some()
+    }
+
+    /// Whether the node is up and takes inputs (not stalled).
+    pub fn is_running(&self) -> bool {
+        self.raw.is_some() && self.stall.is_none()
     }
 
     /// Crash: keep only what the store synced; forget everything else
@@ -123,6 +159,8 @@ impl SimNode {
         self.pending_reads.clear();
         self.reads_waiting.clear();
         self.checked_commit = 0;
+        self.stall = None;
+        self.ticks = 0;
         true
     }
 }

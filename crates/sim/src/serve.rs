@@ -11,7 +11,7 @@ use raft::{Index, NodeId, ProposeError};
 use crate::client::{ClientEvent, ClientIo, ClientMsg, ClientMsgBody, ClientReply, ClientRequest};
 use crate::cluster::Cluster;
 use crate::fsm::Fsm;
-use crate::limits::CLIENT_EVENTS_IN_FLIGHT_MAX;
+use crate::limits::{CLIENT_EVENTS_IN_FLIGHT_MAX, STALL_HELD_MAX};
 use crate::node::{PendingRead, PendingWrite};
 use crate::rng::Rng;
 use crate::Time;
@@ -58,6 +58,13 @@ impl Cluster {
         let Some(n) = self.nodes.get_mut(&node) else {
             return;
         };
+        if let Some(stall) = &mut n.stall {
+            // A stalled process takes the request when it resumes.
+            if stall.requests.len() < STALL_HELD_MAX {
+                stall.requests.push((client, op, req));
+            }
+            return;
+        }
         let Some(raw) = &mut n.raw else {
             return; // A down node answers nothing.
         };

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use bytes::Bytes;
 use raft::{
@@ -32,6 +33,8 @@ pub struct TestNode {
     pub applied_log: Vec<(Index, u64, Bytes)>,
     /// Every read served since the last drain: (ctx, read index).
     pub read_log: Vec<(u64, Index)>,
+    /// The node's monotonic clock: `tick_interval` per tick, plus stalls.
+    pub clock: Duration,
 }
 
 pub struct Cluster {
@@ -96,7 +99,8 @@ impl Cluster {
             seed: self.template.seed.wrapping_add(id),
             ..self.template.clone()
         };
-        let raw = RawNode::new(config.clone(), store).expect("valid config");
+        let mut raw = RawNode::new(config.clone(), store).expect("valid config");
+        raw.set_now(Duration::ZERO);
         self.nodes.insert(
             id,
             TestNode {
@@ -113,6 +117,7 @@ impl Cluster {
                 },
                 applied_log: Vec::new(),
                 read_log: Vec::new(),
+                clock: Duration::ZERO,
             },
         );
     }
@@ -137,8 +142,19 @@ impl Cluster {
             return Ok(());
         }
         for _ in 0..n {
+            node.clock += node.config.tick_interval;
+            node.raw.set_now(node.clock);
             node.raw.tick();
         }
+        Ok(())
+    }
+
+    /// Node `id`'s process was stopped for `d`: its clock jumps, and it
+    /// counted no ticks meanwhile.
+    pub fn stall(&mut self, id: NodeId, d: Duration) -> Result<(), String> {
+        let node = self.node(id)?;
+        node.clock += d;
+        node.raw.set_now(node.clock);
         Ok(())
     }
 
@@ -336,6 +352,7 @@ impl Cluster {
             ..node.config.clone()
         };
         node.raw = RawNode::new(config, store).map_err(|e| e.to_string())?;
+        node.raw.set_now(node.clock);
         node.sm.clear();
         node.applied = 0;
         node.reads.clear();
@@ -385,7 +402,7 @@ impl Cluster {
         let leader = s.leader.map_or("none".to_string(), |l| l.to_string());
         writeln!(
             out,
-            "{id}: {} term={} leader={leader} commit={} applied={} last={} snap={} voters={} learners={}{}",
+            "{id}: {} term={} leader={leader} commit={} applied={} last={} snap={} voters={} learners={}{}{}",
             s.role,
             s.term,
             s.commit,
@@ -394,6 +411,7 @@ impl Cluster {
             s.snapshot_index,
             ids(&s.conf.voters),
             ids(&s.conf.learners),
+            if s.removed { " removed" } else { "" },
             if node.down { " (down)" } else { "" },
         )
         .unwrap();

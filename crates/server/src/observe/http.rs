@@ -84,6 +84,8 @@ struct NodeView {
     up: bool,
     error: Option<String>,
     role: &'static str,
+    /// Removed from the cluster (the role is then "removed" too).
+    removed: bool,
     term: u64,
     leader_id: u64,
     commit: u64,
@@ -104,6 +106,7 @@ impl NodeView {
             up: false,
             error: Some(error),
             role: "down",
+            removed: false,
             term: 0,
             leader_id: 0,
             commit: 0,
@@ -199,7 +202,12 @@ impl Observer {
                     addr,
                     up: true,
                     error: None,
-                    role: role_name(s.role),
+                    role: if s.removed {
+                        "removed"
+                    } else {
+                        role_name(s.role)
+                    },
+                    removed: s.removed,
                     term: s.term,
                     leader_id: s.leader_id,
                     commit: s.commit_index,
@@ -300,7 +308,8 @@ async fn api_status(State(o): State<Observer>) -> Response {
             "id": o.id,
             "addr": o.handle.addr,
             "peer_auth": o.handle.peer_auth.as_str(),
-            "role": st.role.to_string(),
+            "role": if st.removed { "removed".to_string() } else { st.role.to_string() },
+            "removed": st.removed,
             "term": st.term,
             "leader_id": st.leader,
             "commit": st.commit,

@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | `raftkv_role` (0 follower, 1 pre-candidate, 2 candidate, 3 leader, 4 learner) | gauge | node |
 //! | `raftkv_term`, `raftkv_leader_id`, `raftkv_commit_index`, `raftkv_applied_index`, `raftkv_last_log_index`, `raftkv_snapshot_index` | gauge | node |
+//! | `raftkv_removed` (1: this node was removed from the cluster and serves nothing) | gauge | node |
 //! | `raftkv_leader_changes_total` | counter | node |
 //! | `raftkv_proposals_total` | counter | node, result = ok / dropped |
 //! | `raftkv_messages_sent_total` | counter | node, type |
@@ -84,6 +85,10 @@ fn describe() {
         "0 follower, 1 pre-candidate, 2 candidate, 3 leader, 4 learner"
     );
     g!("raftkv_term", "current Raft term");
+    g!(
+        "raftkv_removed",
+        "1: this node was removed from the cluster and serves nothing"
+    );
     g!(
         "raftkv_leader_id",
         "the leader this node knows of (0: none)"
@@ -270,6 +275,11 @@ pub fn snapshot_installed(id: u64, ok: bool, took: Duration, bytes: u64) {
         histogram!("raftkv_snapshot_bytes", "node" => node(id), "direction" => "received")
             .record(bytes as f64);
     }
+}
+
+/// Whether this node was removed from the cluster.
+pub fn set_removed(id: u64, removed: bool) {
+    gauge!("raftkv_removed", "node" => node(id)).set(if removed { 1.0 } else { 0.0 });
 }
 
 /// The leader this node knows changed (to `None` too).

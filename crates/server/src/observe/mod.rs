@@ -13,7 +13,8 @@
 //! ```text
 //! { "served_by": 1, "time_ms": 1764094000000, "leader": 2 | null,
 //!   "nodes": [ { "id": 1, "addr": "127.0.0.1:7001", "up": true, "error": null,
-//!                "role": "leader" | "follower" | "candidate" | "pre-candidate" | "learner" | "down",
+//!                "role": "leader" | "follower" | "candidate" | "pre-candidate" | "learner" | "removed" | "down",
+//!                "removed": false,
 //!                "term": 3, "leader_id": 2, "commit": 120, "applied": 120,
 //!                "last_index": 120, "snapshot_index": 0,
 //!                "reads_total": 10, "writes_total": 99,
@@ -92,6 +93,7 @@ impl Observer {
     /// Refreshes the scrape-time gauges.
     pub(crate) async fn refresh_gauges(&self) {
         if let Some(st) = self.core_status().await {
+            metrics::set_removed(self.id, st.removed);
             let learner = st.conf.learners.contains(&self.id);
             let lags = st
                 .progress

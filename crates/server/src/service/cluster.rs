@@ -26,6 +26,13 @@
 //!
 //! (`Status` still shows the node's configuration in effect, appended or
 //! not: that is the one the node votes and counts with.)
+//!
+//! # A removed node
+//!
+//! A node that learned it was removed (see `raft::membership`) answers
+//! `Status` (with `removed` set) and every other call of `Kv` and
+//! `Cluster` `FAILED_PRECONDITION` ("this node was removed from the
+//! cluster (id N); ..."), without forwarding.
 
 use bytes::Bytes;
 use proto::kv as pb;
@@ -148,6 +155,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             snapshot_index: st.snapshot_index,
             members: self.members(&st.conf),
             peer_auth: self.handle.peer_auth.as_str().to_string(),
+            removed: st.removed,
         }))
     }
 
@@ -155,6 +163,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         _req: Request<pb::MembersRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
+        self.handle.check_removed()?;
         let conf = self.handle.soft.borrow().committed_conf.clone();
         Ok(Response::new(pb::MembersResponse {
             header: Some(self.handle.header()),
@@ -167,6 +176,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_cluster(req.metadata()) {
             return leader.add_learner(forward::outgoing(req)).await;
         }
@@ -189,6 +199,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_cluster(req.metadata()) {
             return leader.promote(forward::outgoing(req)).await;
         }
@@ -212,6 +223,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_cluster(req.metadata()) {
             return leader.remove(forward::outgoing(req)).await;
         }
@@ -238,6 +250,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_cluster(req.metadata()) {
             return leader.transfer_leader(forward::outgoing(req)).await;
         }
@@ -282,6 +295,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         _req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        self.handle.check_removed()?;
         let (tx, rx) = oneshot::channel();
         self.handle
             .apply_tx

@@ -63,6 +63,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
             return leader.put(forward::outgoing(req)).await;
         }
@@ -89,6 +90,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        self.handle.check_removed()?;
         if !req.get_ref().serializable {
             if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
                 return leader.get(forward::outgoing(req)).await;
@@ -108,6 +110,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
             return leader.delete(forward::outgoing(req)).await;
         }
@@ -155,6 +158,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::AppendRequest>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
             return leader.append(forward::outgoing(req)).await;
         }
@@ -181,6 +185,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
+        self.handle.check_removed()?;
         if !req.get_ref().serializable {
             if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
                 return leader.scan(forward::outgoing(req)).await;
@@ -231,6 +236,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
             return leader.txn(forward::outgoing(req)).await;
         }
@@ -325,6 +331,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: GrpcRequest<pb::RegisterSessionRequest>,
     ) -> Result<Response<pb::RegisterSessionResponse>, Status> {
+        self.handle.check_removed()?;
         if let Some(mut leader) = self.handle.forward_target(req.metadata()) {
             return leader.register_session(forward::outgoing(req)).await;
         }

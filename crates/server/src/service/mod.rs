@@ -10,6 +10,8 @@
 //! | pending proposals/reads or a node queue full | `RESOURCE_EXHAUSTED` |
 //! | unknown session / stale request | `FAILED_PRECONDITION` + `raftkv-error` |
 //! | unknown member id | `NOT_FOUND`; a member in the wrong role: `FAILED_PRECONDITION`; adding a member twice: `ALREADY_EXISTS` |
+//! | promoting a learner that has not caught up (or is not running) | `FAILED_PRECONDITION`, naming its match index, the leader's last and commit index and what is missing |
+//! | any call but `Cluster.Status` to a node removed from the cluster | `FAILED_PRECONDITION` ("this node was removed from the cluster (id N); ...") |
 
 pub mod cluster;
 pub mod forward;
@@ -148,6 +150,15 @@ impl Handle {
         let channel = self.forwarder.channel(&addr)?;
         crate::observe::metrics::forwarded(self.id);
         Some(channel)
+    }
+
+    /// `FAILED_PRECONDITION` if this node was removed from the cluster:
+    /// every client call but `Status` checks it first.
+    pub(crate) fn check_removed(&self) -> Result<(), Status> {
+        if self.soft.borrow().removed {
+            return Err(crate::node::removed_status(self.id));
+        }
+        Ok(())
     }
 
     /// `Ok` if this node is the leader, else the hint.

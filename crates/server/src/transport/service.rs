@@ -9,7 +9,10 @@
 //!
 //! `Send` streams: each message is decoded, checked to come from the
 //! handshake's sender and to be addressed to this node (else dropped and
-//! counted in `raftkv_peer_messages_dropped_total{reason}`), and queued to the driver's peer inbox without waiting (dropped when
+//! counted in `raftkv_peer_messages_dropped_total{reason}`); a caller that
+//! is no longer a member (removed while its call was open) gets the
+//! `not-member` refusal at its next message, which ends the call; the rest
+//! is queued to the driver's peer inbox without waiting (dropped when
 //! it is full; Raft retransmits). The stream ends when the sender closes it
 //! or this node stops.
 //!
@@ -59,11 +62,7 @@ impl RaftService {
     /// Checks a call's handshake and records what it tells; the refusal
     /// to answer with otherwise.
     async fn admit<T>(&self, req: &Request<T>) -> Result<Hello, Status> {
-        let members = {
-            let soft = self.soft.borrow();
-            let m = soft.conf.members();
-            (!m.is_empty()).then_some(m)
-        };
+        let members = self.soft.borrow().members();
         let certs = req.peer_certs();
         let hello = match self.local.check(
             req.metadata(),
@@ -106,6 +105,11 @@ impl RaftService {
             }
         }
         Ok(hello)
+    }
+
+    /// Whether `id` may speak Raft to this node ([`SoftView::admits`]).
+    fn is_member(&self, id: u64) -> bool {
+        self.soft.borrow().admits(id)
     }
 
     fn decode(&self, m: pb::RaftMessage, hello: &Hello) -> Option<Message> {
@@ -154,6 +158,17 @@ impl pb::raft_server::Raft for RaftService {
             let Some(m) = self.decode(m, &hello) else {
                 continue;
             };
+            if !self.is_member(hello.from) {
+                // Removed while its call was open: the message is dropped
+                // and the call ends with the refusal, so that the caller
+                // learns it is no longer a member.
+                crate::observe::metrics::peer_message_dropped(self.id, "not-member");
+                crate::observe::metrics::peer_refused(self.id, "not-member");
+                return Err(super::handshake::Refusal::NotMember.status(&format!(
+                    "node {} is no longer a member of this node's configuration",
+                    hello.from
+                )));
+            }
             if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
                 tracing::warn!(node = self.id, "InstallSnapshot on a Send stream; dropped");
                 continue;
