@@ -1,6 +1,7 @@
 # Shared helpers for the bench/*.sh scripts (sourced, not run).
 # Clusters listen on loopback only; every wait is bounded.
-# raftkv: 127.0.0.1:7101-7103; etcd: clients 127.0.0.1:2479/2579/2679,
+# raftkv: clients 127.0.0.1:7101-7103, peers 127.0.0.1:7301-7303 (client
+# port + 200, with a cluster secret in WORKDIR/cluster-secret); etcd: clients 127.0.0.1:2479/2579/2679,
 # peers 127.0.0.1:2480/2580/2680. RAFTKV_FLAGS and ETCD_FLAGS add flags to
 # every node (e.g. shorter election timeouts).
 
@@ -13,8 +14,12 @@ declare -A RK_PID ETCD_PID
 raftkv_start_node() {
     local bin=$1 w=$2 i=$3
     mkdir -p "$w/rk$i"
-    "$bin" server --id "$i" --listen "127.0.0.1:710$i" \
-        --peers "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103" \
+    if [ ! -f "$w/cluster-secret" ]; then
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$w/cluster-secret")
+    fi
+    "$bin" server --id "$i" --listen "127.0.0.1:710$i" --peer-listen "127.0.0.1:730$i" \
+        --peers "1=127.0.0.1:7301,2=127.0.0.1:7302,3=127.0.0.1:7303" \
+        --cluster-secret-file "$w/cluster-secret" \
         --data-dir "$w/rk$i" --bootstrap --log-level warn ${RAFTKV_FLAGS:-} >>"$w/rk$i.log" 2>&1 &
     RK_PID[$i]=$!
 }

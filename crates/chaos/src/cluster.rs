@@ -9,8 +9,9 @@
 //!   node-<id>/node.log   stdout and stderr of every start, appended
 //! ```
 //!
-//! Node `id` listens on `127.0.0.(10+id):<port>`, the same port for every
-//! node (see [`crate::net`]). When `as_node_users` is set (the runner is
+//! Node `id` listens for clients on `127.0.0.(10+id):<port>` and for peers
+//! on `<port> + 200`, the same ports for every node (see [`crate::net`]).
+//! The nodes share a cluster secret (`<run_dir>/cluster-secret`). When `as_node_users` is set (the runner is
 //! root) node `id` runs as uid and gid `node_uid(id)` so the firewall can
 //! tell its connections apart. Each node runs in its own process group, so
 //! a Ctrl-C in the terminal reaches only the runner, which then stops the
@@ -64,15 +65,23 @@ pub struct Cluster {
     spec: ClusterSpec,
     port: u16,
     nodes: BTreeMap<u64, Node>,
+    /// The cluster secret (hex), the same in every node's copy.
+    secret: String,
 }
 
-/// A port free on every node address, drawn with `rng`.
+/// How far a node's peer port is from its client port.
+const PEER_PORT_OFFSET: u16 = 200;
+
+/// A port free on every node address (and that + [`PEER_PORT_OFFSET`]),
+/// drawn with `rng`.
 fn free_port(ids: &[u64], rng: &mut Rng) -> Result<u16> {
     for _ in 0..200 {
         let port = rng.between(20_000, 59_000) as u16;
-        let all_free = ids
-            .iter()
-            .all(|&id| TcpListener::bind(SocketAddr::new(node_ip(id).into(), port)).is_ok());
+        let all_free = ids.iter().all(|&id| {
+            [port, port + PEER_PORT_OFFSET]
+                .iter()
+                .all(|&p| TcpListener::bind(SocketAddr::new(node_ip(id).into(), p)).is_ok())
+        });
         if all_free {
             return Ok(port);
         }
@@ -128,7 +137,21 @@ impl Cluster {
                 },
             );
         }
-        Ok(Cluster { spec, port, nodes })
+        let mut bytes = [0u8; 24];
+        {
+            use std::io::Read;
+            let path = Path::new("/dev/urandom");
+            File::open(path)
+                .and_then(|mut f| f.read_exact(&mut bytes))
+                .map_err(|e| Error::io("read", path, e))?;
+        }
+        let secret = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Cluster {
+            spec,
+            port,
+            nodes,
+            secret,
+        })
     }
 
     /// The port every node listens on.
@@ -141,9 +164,14 @@ impl Cluster {
         self.nodes.keys().copied().collect()
     }
 
-    /// Node `id`'s address, `ip:port`.
+    /// Node `id`'s client address, `ip:port`.
     pub fn addr(&self, id: u64) -> String {
         format!("{}:{}", node_ip(id), self.port)
+    }
+
+    /// Node `id`'s peer address, `ip:port+200` (what `add-learner` takes).
+    pub fn peer_addr(&self, id: u64) -> String {
+        format!("{}:{}", node_ip(id), self.port + PEER_PORT_OFFSET)
     }
 
     /// Every node's address.
@@ -151,13 +179,36 @@ impl Cluster {
         self.nodes.values().map(|n| n.addr.clone()).collect()
     }
 
-    /// `1=ip:port,2=ip:port,...` for `--peers`.
+    /// `1=ip:peer-port,2=ip:peer-port,...` for `--peers`.
     pub fn peers_arg(&self) -> String {
         self.nodes
-            .iter()
-            .map(|(id, n)| format!("{id}={}", n.addr))
+            .keys()
+            .map(|&id| format!("{id}={}", self.peer_addr(id)))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Writes the cluster secret file (mode 600, readable by the node
+    /// users: each node gets its own copy in its folder).
+    fn secret_file(&self, id: u64) -> Result<PathBuf> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.spec.run_dir.join(format!("node-{id}"));
+        let path = dir.join("cluster-secret");
+        if !path.exists() {
+            let secret = format!("{}\n", self.secret);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| Error::io("create", &path, e))?;
+            f.write_all(secret.as_bytes())
+                .map_err(|e| Error::io("write", &path, e))?;
+            if self.spec.as_node_users {
+                chown_tree(&path, node_uid(id))?;
+            }
+        }
+        Ok(path)
     }
 
     /// The node's log file.
@@ -192,6 +243,8 @@ impl Cluster {
         let extra = self.spec.extra_args.clone();
         let as_user = self.spec.as_node_users;
         let peers = self.peers_arg();
+        let peer_listen = self.peer_addr(id);
+        let secret = self.secret_file(id)?;
         let node = self.node(id)?;
         if node.child.is_some() {
             return Err(Error::Process {
@@ -218,7 +271,10 @@ impl Cluster {
         cmd.arg("server")
             .args(["--id", &id.to_string()])
             .args(["--listen", &node.addr])
+            .args(["--peer-listen", &peer_listen])
             .args(["--peers", &peers])
+            .arg("--cluster-secret-file")
+            .arg(&secret)
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&extra)

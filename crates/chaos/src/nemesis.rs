@@ -320,6 +320,7 @@ impl<'a> Nemesis<'a> {
     /// up, promotes it if it is a learner.
     async fn finish_readd(&mut self, id: u64) -> std::result::Result<(), String> {
         let addr = self.cluster.addr(id);
+        let peer_addr = self.cluster.peer_addr(id);
         // A node that knows it was removed (its removal is committed) stays
         // out for good on its data: wipe it, as an operator would.
         if self.admin.status_of(&addr).await.is_ok_and(|s| s.removed) {
@@ -331,7 +332,7 @@ impl<'a> Nemesis<'a> {
             self.cluster.start(id, true).map_err(|e| e.to_string())?;
         }
         if self.membership_of(id).await?.is_none() {
-            let added = self.admin.add_learner(id, &addr).await;
+            let added = self.admin.add_learner(id, &peer_addr).await;
             if let Err(e) = added {
                 if !matches!(e, client::Error::AlreadyExists(_)) {
                     return Err(format!("add learner: {e}"));

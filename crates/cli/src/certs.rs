@@ -7,13 +7,19 @@
 //! | file | what |
 //! |---|---|
 //! | `ca.pem`, `ca.key` | the cluster CA (self-signed) |
-//! | `node<i>.pem`, `node<i>.key` for i in 1..=N | a node's identity, for server and client auth |
+//! | `node<i>.pem`, `node<i>.key` for i in 1..=N | node i's identity, for server and client auth |
 //! | `client.pem`, `client.key` | a client identity (optional for clients) |
 //!
-//! Every node and client certificate names `localhost`, `127.0.0.1`, `::1`
-//! and each `--hosts` entry, and is valid for both server and client
-//! authentication. Keys are ECDSA P-256, written with mode 0600. These are
-//! for development and tests: for production, use your own CA.
+//! Every certificate names `localhost`, `127.0.0.1`, `::1` and each
+//! `--hosts` entry. A node certificate also names its node: a URI SAN
+//! `raftkv://node/<i>` (the peer listener accepts a caller only if its
+//! certificate names the node id its handshake claims) and a DNS SAN
+//! `node-<i>.raftkv` (the name peers expect when they dial node i); it is
+//! valid for server and client authentication. The client certificate
+//! names no node and is valid for client authentication only: it can
+//! neither serve as a node nor act as a peer. Keys are ECDSA P-256, written
+//! with mode 0600. These are for development and tests: for production,
+//! use your own CA, issuing node certificates with the same two names.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,19 +67,37 @@ fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), CliError> {
         .map_err(|e| failed(&format!("cannot write {}", path.display()), e))
 }
 
-fn leaf_params(cn: &str, sans: &[String]) -> Result<CertificateParams, CliError> {
-    let mut p =
-        CertificateParams::new(sans.to_vec()).map_err(|e| failed("certificate names", e))?;
+/// A leaf: a node certificate when `node` is given (its URI and DNS names,
+/// server and client auth), else a client certificate (client auth only).
+fn leaf_params(
+    cn: &str,
+    sans: &[String],
+    node: Option<u64>,
+) -> Result<CertificateParams, CliError> {
+    let mut names = sans.to_vec();
+    if let Some(id) = node {
+        names.push(server::security::node_dns_name(id));
+    }
+    let mut p = CertificateParams::new(names).map_err(|e| failed("certificate names", e))?;
     p.distinguished_name.push(DnType::CommonName, cn);
     p.is_ca = IsCa::NoCa;
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    match node {
+        Some(id) => {
+            let uri = format!("{}{id}", server::security::NODE_URI_PREFIX)
+                .try_into()
+                .map_err(|e| failed("node URI", e))?;
+            p.subject_alt_names.push(rcgen::SanType::URI(uri));
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+        }
+        None => p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth],
+    }
     Ok(p)
 }
 
@@ -130,7 +154,8 @@ pub fn generate(a: &CertsArgs) -> Result<Vec<PathBuf>, CliError> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     for n in names.iter().skip(1) {
-        let params = leaf_params(&format!("raftkv {n}"), &sans)?;
+        let node = n.strip_prefix("node").and_then(|i| i.parse::<u64>().ok());
+        let params = leaf_params(&format!("raftkv {n}"), &sans, node)?;
         let key = KeyPair::generate().map_err(|e| failed("key", e))?;
         let cert = params
             .signed_by(&key, &issuer)
@@ -172,6 +197,28 @@ pub fn run(a: CertsArgs) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
+    fn base64_decode(s: &str) -> Vec<u8> {
+        let val = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').map(val).collect();
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(4) {
+            let mut n = 0u32;
+            for (i, &b) in chunk.iter().enumerate() {
+                n |= u32::from(b) << (18 - 6 * i);
+            }
+            for i in 0..chunk.len().saturating_sub(1) {
+                out.push((n >> (16 - 8 * i)) as u8);
+            }
+        }
+        out
+    }
+
     #[test]
     fn writes_a_ca_and_certificates_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
@@ -186,6 +233,14 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
         let key = std::fs::read_to_string(a.out.join("node2.key")).unwrap();
         assert!(key.contains("PRIVATE KEY"));
+        let der = |name: &str| {
+            let pem = std::fs::read_to_string(a.out.join(name)).unwrap();
+            let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            base64_decode(&b64)
+        };
+        assert_eq!(server::security::node_ids_of(&der("node2.pem")), vec![2]);
+        assert_eq!(server::security::node_ids_of(&der("node1.pem")), vec![1]);
+        assert!(server::security::node_ids_of(&der("client.pem")).is_empty());
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(a.out.join("ca.key"))
             .unwrap()

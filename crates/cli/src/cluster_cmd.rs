@@ -30,14 +30,15 @@ pub enum MembersAction {
     /// Add a node as a learner (it catches up, but does not vote).
     ///
     /// Start the new node too, before or right after, so that it catches up:
-    ///   raftkv server --id ID --listen ADDR --data-dir DIR --join
+    ///   raftkv server --id ID --listen HOST:PORT --peer-listen ADDR --data-dir DIR --join
     /// - its data dir EMPTY (a wiped or new one);
     /// - with --join (`join = true`): without it the node bootstraps a
     ///   cluster of its own instead of waiting to be added;
     /// - with the same TLS files (`[tls]`, a node certificate signed by the
     ///   cluster's CA) and tokens as the other nodes;
-    /// - ADDR is where the other nodes reach its Raft service: its --listen
-    ///   address.
+    /// - ADDR is where the other nodes reach its Raft service: its PEER
+    ///   address (--peer-listen, default its client port + 200); its
+    ///   client address arrives with its first peer handshake.
     ///
     /// Then wait until it has caught up (`raftkv status`: its applied index
     /// near the leader's) and promote it.
@@ -146,6 +147,7 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
                 s.snapshot_index.to_string(),
                 format!("{:016x}", s.cluster_id),
                 format!("{:016x}", s.incarnation),
+                s.peer_auth.clone(),
             ]),
             Err(e) => {
                 rows.push(vec![
@@ -179,7 +181,8 @@ pub async fn status(a: StatusArgs) -> Result<(), CliError> {
                 "LAST",
                 "SNAPSHOT",
                 "CLUSTER",
-                "INCARNATION"
+                "INCARNATION",
+                "PEER AUTH"
             ],
             &rows
         )
@@ -229,10 +232,14 @@ fn print_members(r: &MembersResponse, json_out: bool) {
                     (false, true) => "voter (leader)".to_string(),
                     (false, false) => "voter".to_string(),
                 },
+                m.peer_addr.clone(),
             ]
         })
         .collect();
-    println!("{}", table(&["ID", "ADDRESS", "ROLE"], &rows));
+    println!(
+        "{}",
+        table(&["ID", "ADDRESS", "ROLE", "PEER ADDRESS"], &rows)
+    );
     if r.index != 0 {
         eprintln!("(configuration applied at index {})", r.index);
     }

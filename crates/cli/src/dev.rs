@@ -1,8 +1,11 @@
 //! `raftkv dev`: a local cluster in one command.
 //!
 //! Spawns N child processes of this same binary (`raftkv server --id i
-//! ...`), node i listening on `127.0.0.1:<base-port + i - 1>` with its data
-//! in `<data-dir>/node-<i>` and its log in `<data-dir>/node-<i>.log`; waits
+//! ...`), node i listening for clients on `127.0.0.1:<base-port + i - 1>`
+//! and for peers on that port + 200, with its data in `<data-dir>/node-<i>`
+//! and its log in `<data-dir>/node-<i>.log`. The nodes authenticate each
+//! other with a random cluster secret written to `<data-dir>/cluster-secret`
+//! (mode 600; kept and reused with `--data-dir`). Waits
 //! for a leader; prints the endpoints and example commands; then waits for
 //! Ctrl-C (SIGINT) or SIGTERM and stops every node with SIGTERM, waiting
 //! for each (SIGKILL after a grace period). A node that dies meanwhile (say,
@@ -39,7 +42,8 @@ pub struct DevArgs {
     /// directory, deleted on exit.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Node i listens on BASE_PORT + i - 1.
+    /// Node i listens on BASE_PORT + i - 1 (clients) and that + 200
+    /// (peers).
     #[arg(long, default_value_t = 7001, value_parser = clap::value_parser!(u16).range(1..))]
     pub base_port: u16,
     /// Milliseconds per Raft tick (the nodes' default if not given).
@@ -68,15 +72,30 @@ fn send_signal(pid: u32, signal: libc::c_int) {
     }
 }
 
+/// What every node of a dev cluster is started with.
+#[derive(Clone, Copy)]
+struct Common<'a> {
+    exe: &'a Path,
+    /// `--peers`: every node's peer address.
+    peers: &'a str,
+    tick_ms: Option<u64>,
+    /// The cluster secret file.
+    secret: &'a Path,
+}
+
 fn spawn_node(
-    exe: &Path,
+    common: &Common<'_>,
     id: u64,
     addr: &str,
-    peers: &str,
     data_dir: &Path,
     log: &Path,
-    tick_ms: Option<u64>,
 ) -> Result<Child, CliError> {
+    let Common {
+        exe,
+        peers,
+        tick_ms,
+        secret,
+    } = *common;
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -91,8 +110,12 @@ fn spawn_node(
         .arg(id.to_string())
         .arg("--listen")
         .arg(addr)
+        .arg("--peer-listen")
+        .arg(peer_addr_of(addr).unwrap_or_default())
         .arg("--peers")
         .arg(peers)
+        .arg("--cluster-secret-file")
+        .arg(secret)
         .arg("--data-dir")
         .arg(data_dir)
         // A new data dir starts the cluster; an existing one ignores it.
@@ -118,6 +141,39 @@ fn spawn_node(
     }
     cmd.spawn()
         .map_err(|e| CliError::Failed(format!("cannot start node {id}: {e}")))
+}
+
+/// A dev node's peer address: its client port + 200.
+pub fn peer_addr_of(addr: &str) -> Option<String> {
+    server::config::default_peer_addr(addr)
+}
+
+/// The cluster secret of a dev cluster: `<root>/cluster-secret`, made (32
+/// random bytes, hex, mode 600) unless it exists.
+fn ensure_secret(root: &Path) -> Result<PathBuf, CliError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = root.join("cluster-secret");
+    if path.exists() {
+        return Ok(path);
+    }
+    let fail =
+        |e: std::io::Error| CliError::Failed(format!("cannot write {}: {e}", path.display()));
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| CliError::Failed(format!("cannot read /dev/urandom: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(fail)?;
+    f.write_all(format!("{hex}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(fail)?;
+    Ok(path)
 }
 
 /// A dev node's HTTP address (/metrics, the web page): its port + 100.
@@ -147,7 +203,7 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
     };
     std::fs::create_dir_all(&root)
         .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", root.display())))?;
-    let last_port = u32::from(a.base_port) + u32::from(a.nodes) - 1;
+    let last_port = u32::from(a.base_port) + u32::from(a.nodes) - 1 + 200;
     if last_port > u32::from(u16::MAX) {
         return Err(CliError::BadInput(format!(
             "ports {}..={last_port} do not fit",
@@ -160,25 +216,35 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
     let peers = addrs
         .iter()
         .enumerate()
-        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .map(|(i, addr)| format!("{}={}", i + 1, peer_addr_of(addr).unwrap_or_default()))
         .collect::<Vec<_>>()
         .join(",");
 
     let mut ports = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         ports.push((format!("node {}", i + 1), addr.clone()));
+        if let Some(peer) = peer_addr_of(addr) {
+            ports.push((format!("node {}'s peer port", i + 1), peer));
+        }
         if let Some(http) = http_addr_of(addr) {
             ports.push((format!("node {}'s web page", i + 1), http));
         }
     }
     crate::dev_support::check_ports_free(&ports)?;
 
+    let secret = ensure_secret(&root)?;
+    let common = Common {
+        exe: &exe,
+        peers: &peers,
+        tick_ms: a.tick_ms,
+        secret: &secret,
+    };
     let mut nodes: Vec<Node> = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let id = i as u64 + 1;
         let data_dir = root.join(format!("node-{id}"));
         let log = root.join(format!("node-{id}.log"));
-        match spawn_node(&exe, id, addr, &peers, &data_dir, &log, a.tick_ms) {
+        match spawn_node(&common, id, addr, &data_dir, &log) {
             Ok(child) => nodes.push(Node {
                 id,
                 addr: addr.clone(),
@@ -242,7 +308,7 @@ pub async fn run(a: DevArgs) -> Result<(), CliError> {
             line = input.recv(), if input_open => match line {
                 Some(line) => {
                     let spawn = |n: &Node| {
-                        spawn_node(&exe, n.id, &n.addr, &peers, &n.data_dir, &n.log, a.tick_ms)
+                        spawn_node(&common, n.id, &n.addr, &n.data_dir, &n.log)
                     };
                     run_command(&line, &mut nodes, spawn).await;
                 }
@@ -394,9 +460,10 @@ fn print_banner(
     println!();
     for n in nodes {
         println!(
-            "  node {}  {}  pid {}  data {}  log {}",
+            "  node {}  {}  peers {}  pid {}  data {}  log {}",
             n.id,
             n.addr,
+            peer_addr_of(&n.addr).unwrap_or_default(),
             n.child.id().map_or("-".to_string(), |p| p.to_string()),
             n.data_dir.display(),
             n.log.display()
@@ -406,6 +473,10 @@ fn print_banner(
         println!();
         println!("  web page: http://{web}/  (every node serves one; metrics at /metrics)");
     }
+    println!(
+        "  peers authenticate with the secret in {}",
+        root.join("cluster-secret").display()
+    );
     println!();
     let endpoints = addrs.join(",");
     if endpoints != crate::DEFAULT_ENDPOINTS {

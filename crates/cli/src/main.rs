@@ -111,7 +111,7 @@ pub struct ClientOpts {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one node of a cluster.
-    Server(server_cmd::ServerArgs),
+    Server(Box<server_cmd::ServerArgs>),
     /// Start a local cluster (N nodes on this machine) until Ctrl-C.
     Dev(dev::DevArgs),
     /// Set a key.
@@ -287,7 +287,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Server(args) => {
             init_logs(&args.log_level, args.json_logs());
-            server_cmd::run(args).await
+            server_cmd::run(*args).await
         }
         Command::Dev(args) => {
             init_logs("warn", false);

@@ -16,10 +16,11 @@
 //! - `status`: `{"nodes": [{"addr", "ok": true, "id", "role", "term",
 //!   "leader_id", "leader_addr", "commit_index", "applied_index",
 //!   "last_log_index", "snapshot_index", "cluster_id", "incarnation" (16
-//!   hex digits each), "recovering", "members": [member...],
+//!   hex digits each), "recovering", "peer_auth", "members": [member...],
 //!   "disk_free_bytes", "disk_reserve_bytes"} |
 //!   {"addr", "ok": false, "error"}]}`
-//! - member: `{"id", "addr", "role": "voter"|"learner"}`
+//! - member: `{"id", "addr", "peer_addr", "role": "voter"|"learner"}` (`addr`:
+//!   the client address, `peer_addr`: the Raft service's)
 //! - `members`: `{"header", "members": [member...], "index"}`
 //! - `transfer-leader`: `{"header", "leader_id"}`
 //! - `snapshot`: `{"nodes": [{"addr", "ok": true, "snapshot_index",
@@ -86,6 +87,7 @@ pub fn member_json(m: &Member) -> Value {
     json!({
         "id": m.id,
         "addr": m.addr,
+        "peer_addr": m.peer_addr,
         "role": if m.learner { "learner" } else { "voter" },
     })
 }
@@ -107,6 +109,7 @@ pub fn status_json(addr: &str, s: &StatusResponse) -> Value {
         "cluster_id": format!("{:016x}", s.cluster_id),
         "incarnation": format!("{:016x}", s.incarnation),
         "recovering": s.recovering,
+        "peer_auth": s.peer_auth,
         "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
         "disk_free_bytes": s.disk_free_bytes,
         "disk_reserve_bytes": s.disk_reserve_bytes,
@@ -213,6 +216,7 @@ mod tests {
                 id: 4,
                 addr: "h:4".into(),
                 learner: true,
+                peer_addr: "h:204".into(),
             }],
             ..StatusResponse::default()
         };
@@ -224,7 +228,7 @@ mod tests {
         assert_eq!(j["recovering"], true);
         assert_eq!(
             j["members"][0],
-            json!({"id":4,"addr":"h:4","role":"learner"})
+            json!({"id":4,"addr":"h:4","peer_addr":"h:204","role":"learner"})
         );
         let e = error_json("h:1", &"refused");
         assert_eq!(e, json!({"addr":"h:1","ok":false,"error":"refused"}));

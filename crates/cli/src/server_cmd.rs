@@ -18,11 +18,23 @@ pub struct ServerArgs {
     /// This node's id (not 0).
     #[arg(long)]
     pub id: Option<u64>,
-    /// The address to listen on for clients and peers (`host:port`).
+    /// The address to listen on for clients (`host:port`).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// The initial voters: `ID=HOST:PORT` pairs, comma separated (this
-    /// node may be listed).
+    /// The address the Raft service (peers only) listens on; default: the
+    /// host of --listen with its port + 200.
+    #[arg(long, value_name = "ADDR")]
+    pub peer_listen: Option<String>,
+    /// This node's client address as clients reach it, told to peers for
+    /// leader hints and forwarding; default: --listen.
+    #[arg(long, value_name = "ADDR")]
+    pub advertise_client: Option<String>,
+    /// A file holding the cluster secret (at least 16 bytes, mode 600) that
+    /// peers authenticate with when there is no TLS.
+    #[arg(long, value_name = "PATH")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The initial voters: `ID=HOST:PORT` pairs of PEER addresses, comma
+    /// separated (this node may be listed).
     #[arg(long, value_name = "ID=ADDR,...", value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Option<Vec<(u64, String)>>,
     /// Where this node keeps its log and state.
@@ -142,6 +154,15 @@ impl ServerArgs {
         if let Some(v) = &self.listen {
             c.listen_addr = v.clone();
         }
+        if let Some(v) = &self.peer_listen {
+            c.peer_listen_addr = Some(v.clone());
+        }
+        if let Some(v) = &self.advertise_client {
+            c.advertise_client_addr = Some(v.clone());
+        }
+        if let Some(v) = &self.cluster_secret_file {
+            c.cluster_secret_file = Some(v.clone());
+        }
         if let Some(peers) = &self.peers {
             c.peers = peers.iter().cloned().collect::<BTreeMap<u64, String>>();
         }
@@ -246,6 +267,7 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     tracing::info!(
         id = config.id,
         listen = %config.listen_addr,
+        peer_listen = %config.peer_listen(),
         data_dir = %config.data_dir.display(),
         "starting node"
     );
@@ -263,7 +285,7 @@ mod tests {
         match crate::Cli::try_parse_from(["raftkv", "server"].iter().chain(a.iter())) {
             Ok(crate::Cli {
                 command: crate::Command::Server(s),
-            }) => s,
+            }) => *s,
             other => panic!("{other:?}"),
         }
     }

@@ -23,6 +23,8 @@ const ELECTION_TICKS_MAX: u64 = 20;
 struct Node {
     id: u64,
     addr: String,
+    /// Where its Raft service listens.
+    peer_addr: String,
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -50,6 +52,7 @@ impl Cluster {
             .map(|(i, port)| Node {
                 id: i as u64 + 1,
                 addr: format!("127.0.0.1:{port}"),
+                peer_addr: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node-{}", i + 1)),
                 log: dir.path().join(format!("node-{}.log", i + 1)),
                 child: None,
@@ -58,7 +61,7 @@ impl Cluster {
             .collect();
         let peers = nodes
             .iter()
-            .map(|n| format!("{}={}", n.id, n.addr))
+            .map(|n| format!("{}={}", n.id, n.peer_addr))
             .collect::<Vec<_>>()
             .join(",");
         let mut c = Cluster {
@@ -94,6 +97,8 @@ impl Cluster {
                 &node.id.to_string(),
                 "--listen",
                 &node.addr,
+                "--peer-listen",
+                &node.peer_addr,
             ])
             .args(["--peers", &self.peers])
             .arg("--data-dir")
@@ -128,6 +133,7 @@ impl Cluster {
         self.nodes.push(Node {
             id: i as u64 + 1,
             addr: format!("127.0.0.1:{port}"),
+            peer_addr: format!("127.0.0.1:{}", free_port()),
             data_dir: self.dir.path().join(format!("node-{}", i + 1)),
             log: self.dir.path().join(format!("node-{}.log", i + 1)),
             child: None,
@@ -566,7 +572,8 @@ async fn membership_changes_through_the_cli_while_a_client_writes() {
     let new = cluster.add_joining_node();
     let new_id = cluster.nodes[new].id.to_string();
     let new_addr = cluster.nodes[new].addr.clone();
-    let o = cluster.raftkv(&["members", "add-learner", &new_id, &new_addr, "--json"]);
+    let new_peer_addr = cluster.nodes[new].peer_addr.clone();
+    let o = cluster.raftkv(&["members", "add-learner", &new_id, &new_peer_addr, "--json"]);
     assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
     let members = json(&o)["members"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -705,7 +712,8 @@ async fn promoting_a_learner_that_never_started_fails_and_status_shows_a_removed
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_starts_a_cluster_in_one_command_and_stops_it_on_ctrl_c() {
-    let base = free_port_run(3, 100);
+    // Dev nodes use the base ports, +100 (HTTP) and +200 (peers).
+    let base = free_port_run(3, 200);
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => panic!("{e}"),

@@ -36,12 +36,13 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn config(dir: &Path, addr: &str) -> String {
+fn config(dir: &Path, addr: &str, peer: &str) -> String {
     let certs = dir.join("certs");
     format!(
         r#"
 id = 1
 listen_addr = "{addr}"
+peer_listen_addr = "{peer}"
 data_dir = "{data}"
 bootstrap = true
 tick_interval_ms = 20
@@ -77,7 +78,8 @@ fn a_tls_node_with_tokens_serves_only_the_right_clients() {
 
     let addr = format!("127.0.0.1:{}", free_port());
     let cfg = dir.path().join("node.toml");
-    std::fs::write(&cfg, config(dir.path(), &addr)).expect("write config");
+    let peer = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&cfg, config(dir.path(), &addr, &peer)).expect("write config");
     let log = std::fs::File::create(dir.path().join("node.log")).expect("log");
     let _node = Kill(
         Command::new(RAFTKV)

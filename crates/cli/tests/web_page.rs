@@ -113,16 +113,20 @@ async fn the_page_shows_three_nodes_and_follows_the_leader_in_a_real_browser() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let ports = free_ports(6);
+    let ports = free_ports(9);
     let addrs: Vec<String> = ports[..3]
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
-    let https: Vec<String> = ports[3..]
+    let https: Vec<String> = ports[3..6]
         .iter()
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
-    let peers = addrs
+    let peer_addrs: Vec<String> = ports[6..]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let peers = peer_addrs
         .iter()
         .enumerate()
         .map(|(i, a)| format!("{}={a}", i + 1))
@@ -139,6 +143,8 @@ async fn the_page_shows_three_nodes_and_follows_the_leader_in_a_real_browser() {
                 &(i + 1).to_string(),
                 "--listen",
                 &addrs[i],
+                "--peer-listen",
+                &peer_addrs[i],
             ])
             .args([
                 "--peers",

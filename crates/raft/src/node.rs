@@ -381,6 +381,35 @@ impl<S: LogStore> RawNode<S> {
         std::mem::take(&mut self.follower_losses)
     }
 
+    /// Tells the node that `peer`'s data dir was replaced (the transport
+    /// saw a new incarnation under its id): `peer` no longer holds what it
+    /// acknowledged. Returns whether anything changed.
+    ///
+    /// On the leader, `peer`'s progress restarts from probe with match 0:
+    /// it no longer counts toward commit until it acknowledges entries
+    /// again (a commit already made stands: it rested on acknowledgements
+    /// that were true when given), and it is probed from the start of the
+    /// log, so that it gets the entries or a snapshot it lost. Elsewhere
+    /// nothing happens (a replaced node's vote is the identity layer's
+    /// concern).
+    pub fn report_replaced(&mut self, peer: NodeId) -> bool {
+        let changed = match self
+            .leader_state_mut()
+            .and_then(|l| l.progress.get_mut(&peer))
+        {
+            Some(pr) => {
+                pr.match_index = 0;
+                pr.pending_snapshot = 0;
+                pr.state = crate::ready::ProgressState::Probe;
+                pr.become_probe();
+                true
+            }
+            None => false,
+        };
+        self.debug_check();
+        changed
+    }
+
     /// Whether a [`Ready`] has something to do. False while a Ready is
     /// outstanding (not yet given back to `advance`).
     pub fn has_ready(&self) -> bool {

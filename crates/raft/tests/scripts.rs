@@ -36,6 +36,8 @@
 //!   (`report_leader_down`); prints whether ID took it.
 //! - `refused ID BY`: the transport of ID reports that BY refused it as
 //!   a non-member (`refused_as_non_member`); prints whether ID took it.
+//! - `replaced ID PEER`: the transport of ID saw a new incarnation of PEER
+//!   (`report_replaced`); prints whether ID took it.
 //! - `propose ID DATA`, `read ID CTX`, `transfer FROM TO`,
 //!   `add-learner LEADER ID`, `promote LEADER ID`, `remove LEADER ID`,
 //!   `compact ID` (at the applied index).
@@ -231,6 +233,13 @@ impl goldenscript::Runner for Runner {
                 let taken = c.node(id)?.raw.refused_as_non_member(by);
                 let verb = if taken { "takes" } else { "ignores" };
                 writeln!(out, "{id}: {verb} the refusal by {by}")?;
+            }
+            "replaced" => {
+                let id = one(&mut args)?;
+                let peer = one(&mut args)?;
+                let taken = c.node(id)?.raw.report_replaced(peer);
+                let verb = if taken { "restarts" } else { "ignores" };
+                writeln!(out, "{id}: {verb} the progress of replaced node {peer}")?;
             }
             "transfer" => {
                 let from = one(&mut args)?;

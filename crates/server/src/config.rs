@@ -7,7 +7,10 @@
 //!
 //! ```toml
 //! id = 1                          # this node's id, never 0
-//! listen_addr = "127.0.0.1:7001"  # gRPC for clients and peers
+//! listen_addr = "127.0.0.1:7001"  # gRPC for clients: Kv, Cluster, Health
+//! peer_listen_addr = "127.0.0.1:7201" # the Raft service (default: listen port + 200)
+//! advertise_client_addr = "db1.example:7001" # the client address peers tell clients (default listen_addr)
+//! cluster_secret_file = "secret"  # peers authenticate with it (no TLS); see README
 //! data_dir = "data/1"             # <data_dir>/wal, <data_dir>/kv, <data_dir>/peers.toml
 //! bootstrap = false               # true: a new (empty) data dir starts a new cluster
 //! cluster_token = "raftkv"        # with bootstrap: makes the cluster id
@@ -23,10 +26,10 @@
 //! snapshot_threshold_entries = 10000
 //! http_addr = "127.0.0.1:7101"   # /metrics and the web page; off if unset
 //!
-//! [peers]                         # node id -> address, this node may be listed
-//! 1 = "127.0.0.1:7001"
-//! 2 = "127.0.0.1:7002"
-//! 3 = "127.0.0.1:7003"
+//! [peers]                         # node id -> PEER address, this node may be listed
+//! 1 = "127.0.0.1:7201"
+//! 2 = "127.0.0.1:7202"
+//! 3 = "127.0.0.1:7203"
 //!
 //! [tls]                           # optional: TLS only, mutual TLS with peers
 //! ca = "certs/ca.pem"
@@ -58,8 +61,10 @@
 //!
 //! `peers` names the cluster's initial voters and their addresses. Listing
 //! this node itself is allowed and optional: the initial voters are
-//! `{id} ∪ peers` either way, and this node's own address (as others reach
-//! it) is `peers[id]` if present, else `listen_addr`. All nodes of a new
+//! `{id} ∪ peers` either way, and this node's own peer address (as others
+//! reach it) is `peers[id]` if present, else the peer listen address. Its
+//! client address travels to the peers in the handshake (see the
+//! `transport` module) and lands in their address books. All nodes of a new
 //! cluster must be given the same set. The set is used only on the very
 //! first start (an empty data dir); later the configuration comes from the
 //! log and the addresses from `<data_dir>/peers.toml`, which also holds the
@@ -122,9 +127,19 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// This node's id; never 0.
     pub id: u64,
-    /// Where the gRPC server listens, for clients and peers alike.
+    /// Where the client gRPC server listens (`Kv`, `Cluster`, `Health`).
     pub listen_addr: String,
-    /// The initial voters (id → address); may or may not include this node.
+    /// Where the peer gRPC server (the `Raft` service only) listens;
+    /// default: the host of `listen_addr` with its port + 200.
+    pub peer_listen_addr: Option<String>,
+    /// This node's client address as clients reach it (sent to peers in the
+    /// handshake; leader hints and forwarding use it); default `listen_addr`.
+    pub advertise_client_addr: Option<String>,
+    /// A file holding the cluster secret that authenticates peers without
+    /// TLS (see `transport::handshake`); none if unset.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The initial voters (id → PEER address); may or may not include this
+    /// node.
     #[serde(deserialize_with = "de_peers")]
     pub peers: BTreeMap<u64, String>,
     /// Start without a configuration and wait to be added by a leader (the
@@ -285,6 +300,9 @@ impl Default for Config {
         Config {
             id: 1,
             listen_addr: "127.0.0.1:7001".to_string(),
+            peer_listen_addr: None,
+            advertise_client_addr: None,
+            cluster_secret_file: None,
             peers: BTreeMap::new(),
             join: false,
             bootstrap: false,
@@ -350,12 +368,30 @@ impl Config {
         Ok(config)
     }
 
-    /// The address other nodes reach this node at: `peers[id]` if listed,
-    /// else `listen_addr`.
-    pub fn advertise_addr(&self) -> String {
+    /// Where the peer listener binds: `peer_listen_addr`, else the host of
+    /// `listen_addr` with its port + [`PEER_PORT_OFFSET`] (`listen_addr`
+    /// itself if that port does not exist; `validate` refuses it).
+    pub fn peer_listen(&self) -> String {
+        if let Some(a) = &self.peer_listen_addr {
+            return a.clone();
+        }
+        default_peer_addr(&self.listen_addr).unwrap_or_else(|| self.listen_addr.clone())
+    }
+
+    /// The PEER address other nodes reach this node at: `peers[id]` if
+    /// listed, else [`Config::peer_listen`].
+    pub fn advertise_peer_addr(&self) -> String {
         self.peers
             .get(&self.id)
             .cloned()
+            .unwrap_or_else(|| self.peer_listen())
+    }
+
+    /// The CLIENT address clients reach this node at:
+    /// `advertise_client_addr`, else `listen_addr`.
+    pub fn advertise_client(&self) -> String {
+        self.advertise_client_addr
+            .clone()
             .unwrap_or_else(|| self.listen_addr.clone())
     }
 
@@ -411,6 +447,32 @@ impl Config {
         self.listen_addr
             .parse::<SocketAddr>()
             .map_err(|e| invalid("listen_addr", format!("`{}`: {e}", self.listen_addr)))?;
+        match &self.peer_listen_addr {
+            Some(a) => {
+                a.parse::<SocketAddr>()
+                    .map_err(|e| invalid("peer_listen_addr", format!("`{a}`: {e}")))?;
+            }
+            None => {
+                if default_peer_addr(&self.listen_addr).is_none() {
+                    return Err(invalid(
+                        "peer_listen_addr",
+                        format!(
+                            "the default (listen_addr's port + {PEER_PORT_OFFSET}) is past 65535; \
+                             set peer_listen_addr"
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.peer_listen() == self.listen_addr {
+            return Err(invalid(
+                "peer_listen_addr",
+                "must differ from listen_addr: the Raft service has its own listener",
+            ));
+        }
+        if let Some(a) = &self.advertise_client_addr {
+            check_host_port(a).map_err(|r| invalid("advertise_client_addr", r))?;
+        }
         if self.peers.len() > limits::PEERS_MAX {
             return Err(invalid(
                 "peers",
@@ -547,6 +609,17 @@ impl Config {
     }
 }
 
+/// How far the default peer port is from the client port.
+pub const PEER_PORT_OFFSET: u16 = 200;
+
+/// `addr` with its port + [`PEER_PORT_OFFSET`]; `None` if that overflows or
+/// `addr` is not `host:port`.
+pub fn default_peer_addr(addr: &str) -> Option<String> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?.checked_add(PEER_PORT_OFFSET)?;
+    Some(format!("{host}:{port}"))
+}
+
 fn check_host_port(addr: &str) -> Result<(), String> {
     let (host, port) = addr
         .rsplit_once(':')
@@ -590,7 +663,9 @@ mod tests {
         assert_eq!(c.storage.file_size_max, Storage::default().file_size_max);
         assert_eq!(c.limits.value_size_max, limits::VALUE_SIZE_MAX);
         assert_eq!(c.initial_voters(), vec![1, 2, 3]);
-        assert_eq!(c.advertise_addr(), "127.0.0.1:7002");
+        assert_eq!(c.advertise_peer_addr(), "127.0.0.1:7002");
+        assert_eq!(c.peer_listen(), "127.0.0.1:7202");
+        assert_eq!(c.advertise_client(), "127.0.0.1:7002");
     }
 
     #[test]
@@ -603,6 +678,13 @@ mod tests {
         assert!(e.to_string().contains("peers"), "{e}");
         let e = Config::from_toml_str("id = 0").unwrap_err();
         assert!(e.to_string().contains("`id`"), "{e}");
+        let e = Config::from_toml_str("listen_addr = \"127.0.0.1:65400\"").unwrap_err();
+        assert!(e.to_string().contains("peer_listen_addr"), "{e}");
+        let e = Config::from_toml_str(
+            "listen_addr = \"127.0.0.1:7001\"\npeer_listen_addr = \"127.0.0.1:7001\"",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("peer_listen_addr"), "{e}");
         let e = Config::from_toml_str("listen_addr = \"nowhere\"").unwrap_err();
         assert!(e.to_string().contains("listen_addr"), "{e}");
         let e = Config::from_toml_str("election_timeout_ticks_min = 1").unwrap_err();

@@ -40,6 +40,9 @@ pub enum ServerError {
     /// the configuration (see `identity`).
     #[error("identity {path}: {reason}")]
     Identity { path: PathBuf, reason: String },
+    /// The cluster secret file is unusable.
+    #[error("cluster secret {path}: {reason}")]
+    Secret { path: PathBuf, reason: String },
     /// A task of the node panicked or ended unexpectedly.
     #[error("node task failed: {0}")]
     Task(String),

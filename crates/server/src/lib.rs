@@ -10,26 +10,30 @@
 //!     listen_addr = "127.0.0.1:7001"
 //!     data_dir = "/tmp/raftkv/1"
 //!     [peers]
-//!     2 = "127.0.0.1:7002"
-//!     3 = "127.0.0.1:7003"
+//!     2 = "127.0.0.1:7202"
+//!     3 = "127.0.0.1:7203"
 //! "#)?;
 //! server::run(config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
 //!
-//! [`run`] binds `listen_addr`; [`run_with_listener`] takes an already bound
-//! listener, so tests can bind `127.0.0.1:0`. Both return when `shutdown`
-//! completes (after a graceful stop) or when the node fails. See
-//! [`config`] for the TOML format, bootstrap and joining.
+//! A node has two listeners: the CLIENT listener (`listen_addr`: the `Kv`,
+//! `Cluster` and `Health` services) and the PEER listener
+//! (`peer_listen_addr`, default the client port + 200: the `Raft` service
+//! only, every call authenticated by the peer handshake of the
+//! `transport` module). [`run`] binds both; [`run_with_listeners`] takes
+//! them already bound, so tests can bind `127.0.0.1:0`. Both return when
+//! `shutdown` completes (after a graceful stop) or when the node fails.
+//! See [`config`] for the TOML format, bootstrap and joining.
 //!
 //! # Tasks
 //!
 //! ```text
-//!  gRPC (tonic) ── Kv / Cluster services ──(bounded: NODE_INBOX_MAX)──┐
-//!       │                      ▲  answers by (index, term)           ▼
-//!       │                      │                          ┌─ Raft driver task ──┐
-//!       └─ Raft service ──(bounded: PEER_INBOX_MAX)──────▶│ owns RawNode + WAL  │
-//!          (peer streams,                                 │ tick / step / Ready │
+//!  client listener ── Kv / Cluster services ──(bounded: NODE_INBOX_MAX)──┐
+//!                              ▲  answers by (index, term)           ▼
+//!                              │                          ┌─ Raft driver task ──┐
+//!  peer listener ── Raft service ──(bounded: PEER_INBOX_MAX)─▶│ owns RawNode + WAL  │
+//!          (handshake checked; peer streams,              │ tick / step / Ready │
 //!           snapshot chunks)                              └──┬──────────────┬───┘
 //!                                       transport outboxes ◀─┘              │ committed entries
 //!                                       (PEER_OUTBOX_MAX per peer)          ▼ (APPLY_QUEUE_MAX)
@@ -58,6 +62,7 @@
 //! - `recv/`: snapshot transfers being received (see `spool`; cleared at
 //!   start);
 //! - `peers.toml`: the address book (see `addrbook`);
+//! - `identity.toml`: cluster id, node id, incarnation (see [`identity`]);
 //! - `removed`: present once the node learned it was removed from the
 //!   cluster (one line saying how); the node then stays removed across
 //!   restarts (see `raft::membership`, "A removed node").
@@ -117,6 +122,9 @@ use tonic::transport::server::TcpIncoming;
 pub use config::{Config, ConfigError, Limits, TestHooks};
 pub use error::ServerError;
 pub use startup::open_identity;
+/// The peer handshake (metadata names, refusals, the cluster secret); public
+/// so that tools and tests can speak it.
+pub use transport::handshake;
 
 use crate::addrbook::AddrBook;
 use crate::apply::Applier;
@@ -124,8 +132,8 @@ use crate::limits::{APPLY_QUEUE_MAX, NODE_INBOX_MAX, PEER_INBOX_MAX, PEER_MESSAG
 use crate::node::{Node, SoftView, Waiters};
 use crate::service::Handle;
 
-/// Run a node until `shutdown` completes: bind `config.listen_addr`, then as
-/// [`run_with_listener`].
+/// Run a node until `shutdown` completes: bind `config.listen_addr` and the
+/// peer listen address, then as [`run_with_listeners`].
 ///
 /// # Errors
 /// An invalid configuration, an unusable data dir, a failed bind, or a
@@ -138,7 +146,11 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .map_err(|e| ServerError::Serve(format!("bind {}: {e}", config.listen_addr)))?;
-    run_with_listener(config, listener, shutdown).await
+    let peer_addr = config.peer_listen();
+    let peer_listener = tokio::net::TcpListener::bind(&peer_addr)
+        .await
+        .map_err(|e| ServerError::Serve(format!("bind the peer listener {peer_addr}: {e}")))?;
+    run_with_listeners(config, listener, peer_listener, shutdown).await
 }
 
 struct Health {
@@ -211,10 +223,12 @@ fn create_dir(path: &std::path::Path) -> Result<(), ServerError> {
     std::fs::create_dir_all(path).map_err(|e| ServerError::io(path, e))
 }
 
-/// Run a node on an already bound listener until `shutdown` completes.
+/// Run a node on already bound listeners (clients, peers) until `shutdown`
+/// completes.
 ///
-/// `config.listen_addr` is ignored for binding; the address other nodes use
-/// is still `config.advertise_addr()`.
+/// `config.listen_addr` and `peer_listen_addr` are ignored for binding; the
+/// addresses other nodes use are still `config.advertise_peer_addr()` and
+/// `config.advertise_client()`.
 ///
 /// Shutdown: the driver stops taking input and syncs the WAL; waiting
 /// requests are answered `Unavailable`; the gRPC server stops accepting and
@@ -223,25 +237,38 @@ fn create_dir(path: &std::path::Path) -> Result<(), ServerError> {
 ///
 /// # Errors
 /// As [`run`].
-pub async fn run_with_listener(
+pub async fn run_with_listeners(
     config: Config,
     listener: tokio::net::TcpListener,
+    peer_listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     config.validate()?;
     let id = config.id;
-    let addr = config.advertise_addr();
+    let addr = config.advertise_client();
+    let peer_addr = config.advertise_peer_addr();
     let dir = config.data_dir.clone();
     create_dir(&dir)?;
     let opened = open_identity(&config, &dir).await?;
     let identity = opened.identity;
+    let secret = match &config.cluster_secret_file {
+        Some(p) => Some(transport::handshake::Secret::load(p)?),
+        None => None,
+    };
+    let local = Arc::new(transport::handshake::Local::new(
+        identity,
+        dir.clone(),
+        addr.clone(),
+        peer_addr.clone(),
+        secret,
+        config.tls.is_some(),
+    ));
+    let peer_auth = local.peer_auth();
     create_dir(&dir.join("wal"))?;
     create_dir(&dir.join("kv"))?;
     let recv_dir = dir.join("recv");
     spool::clear(&recv_dir).map_err(|e| ServerError::io(&recv_dir, e))?;
-    let mut seed = config.peers.clone();
-    seed.entry(id).or_insert_with(|| addr.clone());
-    let book = AddrBook::open(&dir, &seed)?;
+    let book = AddrBook::open(&dir, &config.peers, (id, &peer_addr, &addr))?;
 
     // The state machine, then the log; the log is replayed from the state
     // machine's durable applied index.
@@ -301,7 +328,16 @@ pub async fn run_with_listener(
     }
     {
         let st = raw.status();
-        tracing::info!(node = id, addr, term = st.term, commit = st.commit, applied,
+        if peer_auth == transport::handshake::PeerAuth::None && st.conf.voters.len() > 1 {
+            tracing::warn!(node = id, voters = ?st.conf.voters,
+                "PEERS ARE NOT AUTHENTICATED: this multi-node cluster has neither [tls] nor \
+                 cluster_secret_file, so anyone who can reach the peer port {peer_addr} can \
+                 write to the Raft log; configure one of them (see README, \"Running a secured \
+                 cluster\")");
+        }
+        tracing::info!(node = id, addr, peer_addr, peer_auth = peer_auth.as_str(),
+            cluster_id = %identity::hex(local.cluster_id()),
+            incarnation = %identity::hex(local.incarnation), term = st.term, commit = st.commit, applied,
             state_applied = sm.applied_index(), last_index = st.last_index,
             snapshot_index = st.snapshot_index, voters = ?st.conf.voters,
             learners = ?st.conf.learners, cluster_id = %identity::hex(identity.cluster_id),
@@ -315,7 +351,6 @@ pub async fn run_with_listener(
     let (apply_tx, apply_rx) = mpsc::channel(APPLY_QUEUE_MAX);
     let (applied_tx, applied_rx) = watch::channel(sm.applied_index());
     let (soft_tx, soft_rx) = watch::channel(SoftView::default());
-    let soft_rx_probe = soft_rx.clone();
     let waiters = Arc::new(Waiters::default());
     let reader = sm.reader();
     let engine = sm.engine_handle();
@@ -351,18 +386,25 @@ pub async fn run_with_listener(
         response_max,
         Duration::from_millis(limits::REQUEST_WAIT_MS_MAX),
     );
-    let (down_tx, down_rx) = mpsc::channel(limits::PEER_DOWN_REPORTS_MAX);
-    let transport =
-        transport::Transport::new(id, book.clone(), reader.clone(), stop_rx.clone(), down_tx)
-            .with_peer_tls(peer_tls);
+    let (events_tx, events_rx) = mpsc::channel(limits::PEER_EVENTS_MAX);
+    let transport = transport::Transport::new(
+        id,
+        book.clone(),
+        reader.clone(),
+        stop_rx.clone(),
+        events_tx.clone(),
+        Arc::clone(&local),
+    )
+    .with_peer_tls(peer_tls);
     let tick = Duration::from_millis(config.tick_interval_ms);
     let handle = Handle {
         id,
         identity,
         addr: addr.clone(),
+        peer_auth,
         node_tx,
         apply_tx: apply_tx.clone(),
-        soft: soft_rx,
+        soft: soft_rx.clone(),
         applied: applied_rx.clone(),
         reader,
         book: book.clone(),
@@ -379,7 +421,7 @@ pub async fn run_with_listener(
         raw,
         requests: node_rx,
         peer_rx,
-        down_rx,
+        events_rx,
         campaign_at: None,
         leader_down_spacing: (tick * config.election_timeout_ticks_min as u32 / 2).min(
             Duration::from_millis(limits::LEADER_DOWN_CAMPAIGN_SPACING_MS),
@@ -416,10 +458,14 @@ pub async fn run_with_listener(
     // Metrics, the web page, tokens and TLS (the `observe` and `security` modules).
     let grpc_layer = observe::start(&config, handle.clone(), engine, stop_rx.clone()).await?;
     let mut server_builder = tonic::transport::Server::builder();
+    let mut peer_builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         server_builder = server_builder
             .tls_config(security::server_tls(tls)?)
             .map_err(|e| ServerError::Serve(format!("TLS: {e}")))?;
+        peer_builder = peer_builder
+            .tls_config(security::peer_server_tls(tls)?)
+            .map_err(|e| ServerError::Serve(format!("peer TLS: {e}")))?;
     }
 
     let kv_svc = proto::kv::kv_server::KvServer::new(service::kv::KvService {
@@ -432,25 +478,37 @@ pub async fn run_with_listener(
     let raft_svc = proto::raft::raft_server::RaftServer::new(transport::service::RaftService {
         id,
         identity,
-        soft: soft_rx_probe,
         peer_tx,
         apply_tx,
         applied: applied_rx,
         stop: stop_rx.clone(),
         book: book.clone(),
         spool_dir: recv_dir,
+        local: Arc::clone(&local),
+        soft: soft_rx,
+        events: events_tx,
     })
     .max_decoding_message_size(PEER_MESSAGE_SIZE_MAX)
     .max_encoding_message_size(PEER_MESSAGE_SIZE_MAX);
     let health_svc = proto::health::health_server::HealthServer::new(Health { id });
 
     let mut server_stop = stop_rx.clone();
-    let server = server_builder
+    let mut peer_stop = stop_rx.clone();
+    let peer_server = peer_builder
+        .tcp_nodelay(true)
+        .layer(grpc_layer.clone())
+        .add_service(raft_svc)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(peer_listener).with_nodelay(Some(true)),
+            async move {
+                let _ = peer_stop.wait_for(|s| *s).await;
+            },
+        );
+    let client_server = server_builder
         .tcp_nodelay(true)
         .layer(grpc_layer)
         .add_service(kv_svc)
         .add_service(cluster_svc)
-        .add_service(raft_svc)
         .add_service(health_svc)
         // The builder's `tcp_nodelay` covers only listeners it binds itself:
         // accepted sockets get TCP_NODELAY here, or Nagle holds every small
@@ -461,8 +519,23 @@ pub async fn run_with_listener(
                 let _ = server_stop.wait_for(|s| *s).await;
             },
         );
+    // Both servers run as one task: it ends when either fails, or when
+    // both have stopped.
+    let server = async move {
+        tokio::try_join!(
+            async {
+                let r = client_server.await;
+                r.map_err(|e| format!("client listener: {e}"))
+            },
+            async {
+                let r = peer_server.await;
+                r.map_err(|e| format!("peer listener: {e}"))
+            }
+        )
+        .map(|_| ())
+    };
     let mut server = tokio::spawn(server);
-    tracing::info!(node = id, addr, "serving");
+    tracing::info!(node = id, addr, peer_addr, "serving");
 
     // The driver runs until shutdown, a fatal error, or the server failing.
     let (server_failed_tx, server_failed_rx) = tokio::sync::oneshot::channel::<String>();

@@ -77,9 +77,10 @@ pub const PEER_RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
 /// A peer stream that ends after being up at least this long is reopened
 /// at once (no backoff), in ms.
 pub const PEER_STREAM_STABLE_MS_MIN: u64 = 1_000;
-/// Peers found down arriving at the driver and not yet handled; more are
-/// dropped (each is only a hint).
-pub const PEER_DOWN_REPORTS_MAX: usize = 16;
+/// Peer events (a peer found down, replaced, or refusing us) arriving at
+/// the driver and not yet handled; more are dropped (a peer found down or
+/// refusing is only a hint; a replaced peer waits for room).
+pub const PEER_EVENTS_MAX: usize = 16;
 /// After its leader is reported down, the remaining voters campaign one
 /// after the other, by id: the voter of rank r (0 for the lowest id) waits
 /// r times this long (or half its minimum election timeout, if that is

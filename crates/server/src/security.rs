@@ -37,12 +37,18 @@
 //! key = "certs/node1.key"
 //! ```
 //!
-//! With `tls` set the node serves TLS only (a plaintext connection fails the
-//! handshake), asks every connecting party for a client certificate signed
-//! by `ca` (clients may go without one; a certificate from another CA is
-//! refused in the handshake), requires one for the peer service, and dials
-//! its peers with TLS, presenting `cert` and trusting only `ca`.
-//! `raftkv certs` writes a development CA and certificates.
+//! With `tls` set the node serves TLS only on both listeners (a plaintext
+//! connection fails the handshake). The client listener asks for a client
+//! certificate signed by `ca` (clients may go without one; a certificate
+//! from another CA is refused in the handshake). The peer listener requires
+//! one, and the peer handshake accepts it only if it names the calling node
+//! in a URI SAN `raftkv://node/<id>`. Peers are dialled with TLS,
+//! presenting `cert`, trusting only `ca`, and expecting the answering
+//! certificate to name the node dialled (DNS SAN `node-<id>.raftkv`; see
+//! the transport's `handshake` module). `raftkv certs` writes a development
+//! CA, node certificates (both names, server and client use) and a client
+//! certificate (no node name, client use only: it can neither serve nor
+//! act as a peer).
 
 use std::path::PathBuf;
 
@@ -240,6 +246,18 @@ pub fn server_tls(t: &TlsConfig) -> Result<tonic::transport::ServerTlsConfig, cr
         .client_auth_optional(true))
 }
 
+/// The peer listener's side of `[tls]`: as [`server_tls`], but a client
+/// certificate signed by the CA is required (the peer handshake then checks
+/// that it names the calling node).
+///
+/// # Errors
+/// A file cannot be read.
+pub fn peer_server_tls(
+    t: &TlsConfig,
+) -> Result<tonic::transport::ServerTlsConfig, crate::ServerError> {
+    Ok(server_tls(t)?.client_auth_optional(false))
+}
+
 /// The client side of `[tls]`, for dialing peers: trust only the CA and
 /// present this node's certificate.
 ///
@@ -250,6 +268,35 @@ pub fn client_tls(t: &TlsConfig) -> Result<tonic::transport::ClientTlsConfig, cr
     Ok(ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read_pem(&t.ca)?))
         .identity(Identity::from_pem(read_pem(&t.cert)?, read_pem(&t.key)?)))
+}
+
+/// The URI SAN prefix naming a node in its certificate.
+pub const NODE_URI_PREFIX: &str = "raftkv://node/";
+
+/// The DNS name a node's certificate carries for outgoing peer TLS.
+pub fn node_dns_name(id: u64) -> String {
+    format!("node-{id}.raftkv")
+}
+
+/// The node ids a DER certificate names in `raftkv://node/<id>` URI SANs
+/// (empty if it does not parse or names none).
+pub fn node_ids_of(der: &[u8]) -> Vec<u64> {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::FromDer;
+    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => u.strip_prefix(NODE_URI_PREFIX)?.parse::<u64>().ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -198,7 +198,7 @@ async fn probe_before_bootstrap(config: &Config, dir: &Path) -> Result<(), Serve
         let from = config.id;
         asks.spawn(async move {
             let answer = tokio::time::timeout(wait, async {
-                let channel = crate::transport::connect(&addr, tls.as_ref()).await?;
+                let channel = crate::transport::connect(&addr, tls.as_ref(), peer).await?;
                 pb::raft_client::RaftClient::new(channel)
                     .probe(pb::ProbeRequest { from })
                     .await

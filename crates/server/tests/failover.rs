@@ -237,7 +237,7 @@ async fn a_node_wiped_of_its_data_is_restored_through_a_snapshot() {
     c.start_node(wiped).await;
     cl.add_learner(proto::kv::AddLearnerRequest {
         id: wiped,
-        addr: c.addrs[&wiped].clone(),
+        addr: c.peer_addrs[&wiped].clone(),
     })
     .await
     .unwrap();

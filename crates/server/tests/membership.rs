@@ -93,7 +93,7 @@ async fn grow_to_five_remove_the_leader_and_transfer_while_a_client_writes() {
     // Grow: two learners, then promote them.
     for id in 4..=5u64 {
         let addr = c.start_joining(id).await;
-        addrs.lock().unwrap().insert(id, addr.clone());
+        addrs.lock().unwrap().insert(id, c.addrs[&id].clone());
         let r = on_leader(&c, |mut cl| {
             let addr = addr.clone();
             async move { cl.add_learner(AddLearnerRequest { id, addr }).await }
@@ -496,10 +496,11 @@ async fn promote_of_a_learner_that_never_started_is_refused_and_the_voters_stay(
     let mut c = Cluster::start(3).await;
     let l = c.leader().await;
     put(&c, l, "before", "x").await;
-    // Added, but nothing runs at its address.
+    // Added, but nothing runs at its (peer) address.
     let addr = free_addr().await;
+    let peer = free_addr().await;
     on_leader(&c, |mut cl| {
-        let addr = addr.clone();
+        let addr = peer.clone();
         async move { cl.add_learner(AddLearnerRequest { id: 4, addr }).await }
     })
     .await
@@ -539,7 +540,8 @@ async fn promote_of_a_learner_that_never_started_is_refused_and_the_voters_stay(
     // Started as the docs say (empty data dir, joining, at that address),
     // it catches up and is promoted.
     c.addrs.insert(4, addr.clone());
-    let mut cfg = node_config(4, &addr, &BTreeMap::new(), c.dir.path());
+    c.peer_addrs.insert(4, peer.clone());
+    let mut cfg = node_config(4, &addr, &BTreeMap::from([(4, peer)]), c.dir.path());
     cfg.join = true;
     c.configs.insert(4, cfg);
     c.start_node(4).await;

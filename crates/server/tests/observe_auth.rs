@@ -62,6 +62,7 @@ async fn tokens_are_enforced_by_role() {
     let mut c = Cluster {
         dir,
         addrs: BTreeMap::from([(1, addr.clone())]),
+        peer_addrs: BTreeMap::new(),
         configs: BTreeMap::from([(1, cfg)]),
         running: BTreeMap::new(),
     };

@@ -36,13 +36,13 @@ pub struct Served {
     pub writes: AtomicU64,
 }
 
-/// What the layer needs: the node id, the tokens and whether the peer
-/// service requires a TLS client certificate.
+/// What the layer needs: the node id and the tokens. (The peer listener's
+/// TLS requires a client certificate itself, and the peer handshake checks
+/// that it names the caller: see the transport's `handshake` module.)
 #[derive(Clone)]
 pub struct GrpcLayer {
     pub id: u64,
     pub auth: Arc<AuthConfig>,
-    pub peers_need_cert: bool,
     pub served: Arc<Served>,
     pub metrics: Arc<metrics::GrpcMetrics>,
 }
@@ -133,15 +133,6 @@ fn oversized_request(headers: &http::HeaderMap) -> tonic::Status {
     ))
 }
 
-/// Whether the request came over TLS with a verified client certificate.
-fn has_client_cert<B>(req: &Request<B>) -> bool {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    req.extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|i| i.peer_certs())
-        .is_some_and(|c| !c.is_empty())
-}
-
 impl<S, ReqB, ResB> tower::Service<Request<ReqB>> for GrpcService<S>
 where
     S: tower::Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -163,7 +154,7 @@ where
         let path = req.uri().path().to_string();
         let method = method_label(&path);
         let access = security::access_of(&path);
-        let mut denied = security::authorize(
+        let denied = security::authorize(
             &layer.auth,
             &path,
             req.headers()
@@ -171,15 +162,6 @@ where
                 .map(HeaderValue::as_bytes),
         )
         .err();
-        if denied.is_none()
-            && layer.peers_need_cert
-            && path.starts_with("/raftkv.raft.Raft/")
-            && !has_client_cert(&req)
-        {
-            denied = Some(tonic::Status::unauthenticated(
-                "the peer service needs a TLS client certificate signed by the cluster CA",
-            ));
-        }
         if let Some(status) = denied {
             layer
                 .metrics

@@ -94,6 +94,8 @@ struct NodeView {
     snapshot_index: u64,
     reads_total: u64,
     writes_total: u64,
+    /// How peers authenticate to it: none, secret, tls.
+    peer_auth: String,
 }
 
 impl NodeView {
@@ -113,6 +115,7 @@ impl NodeView {
             snapshot_index: 0,
             reads_total: 0,
             writes_total: 0,
+            peer_auth: String::new(),
         }
     }
 }
@@ -211,6 +214,7 @@ impl Observer {
                     applied: s.applied_index,
                     last_index: s.last_log_index,
                     snapshot_index: s.snapshot_index,
+                    peer_auth: s.peer_auth.clone(),
                     reads_total,
                     writes_total,
                 }
@@ -236,7 +240,9 @@ impl Observer {
             let addr = if id == self.id {
                 self.handle.addr.clone()
             } else {
-                book.get(&id).cloned().unwrap_or_default()
+                book.get(&id)
+                    .and_then(|e| e.client.clone())
+                    .unwrap_or_default()
             };
             self.poll(id, addr)
         });
@@ -301,6 +307,7 @@ async fn api_status(State(o): State<Observer>) -> Response {
         Some(st) => Json(serde_json::json!({
             "id": o.id,
             "addr": o.handle.addr,
+            "peer_auth": o.handle.peer_auth.as_str(),
             "role": if st.removed { "removed".to_string() } else { st.role.to_string() },
             "removed": st.removed,
             "term": st.term,

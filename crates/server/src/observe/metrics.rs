@@ -26,6 +26,10 @@
 //! | `raftkv_leader_down_reports_total` | counter | node |
 //! | `raftkv_merges_total` | counter | node, result = ok / failed |
 //! | `raftkv_forwarded_calls_total` | counter | node |
+//! | `raftkv_peer_refused_total` (handshakes this node refused) | counter | node, reason |
+//! | `raftkv_peer_refused_by_total` (refusals this node got from peers) | counter | node, reason |
+//! | `raftkv_peer_messages_dropped_total` (peer messages dropped unstepped) | counter | node, reason |
+//! | `raftkv_peer_replaced_total` (a known peer showed a new incarnation) | counter | node |
 //! | `raftkv_grpc_requests_total` | counter | node, method, code |
 //! | `raftkv_grpc_request_seconds` | histogram | node, method |
 //! | `raftkv_wal_bytes` | gauge | node |
@@ -123,6 +127,22 @@ fn describe() {
         "keys in the state machine's engine (session records included)"
     );
     g!("raftkv_sessions", "client sessions in the state machine");
+    c!(
+        "raftkv_peer_refused_total",
+        "peer handshakes this node refused, by reason"
+    );
+    c!(
+        "raftkv_peer_refused_by_total",
+        "refusals this node got from its peers, by reason"
+    );
+    c!(
+        "raftkv_peer_messages_dropped_total",
+        "peer messages dropped before the core: from-mismatch, to-mismatch, not-member"
+    );
+    c!(
+        "raftkv_peer_replaced_total",
+        "handshakes from a known peer with a new incarnation (its data dir was replaced)"
+    );
     c!(
         "raftkv_leader_changes_total",
         "times the leader known to this node changed"
@@ -292,6 +312,27 @@ pub fn leader_down_report(id: u64) {
 pub fn merge(id: u64, ok: bool) {
     let result = if ok { "ok" } else { "failed" };
     counter!("raftkv_merges_total", "node" => node(id), "result" => result).increment(1);
+}
+
+/// This node refused a peer's handshake.
+pub fn peer_refused(id: u64, reason: &'static str) {
+    counter!("raftkv_peer_refused_total", "node" => node(id), "reason" => reason).increment(1);
+}
+
+/// A peer refused this node's handshake.
+pub fn peer_refused_by(id: u64, reason: &'static str) {
+    counter!("raftkv_peer_refused_by_total", "node" => node(id), "reason" => reason).increment(1);
+}
+
+/// A peer message was dropped before reaching the core.
+pub fn peer_message_dropped(id: u64, reason: &'static str) {
+    counter!("raftkv_peer_messages_dropped_total", "node" => node(id), "reason" => reason)
+        .increment(1);
+}
+
+/// A known peer showed a new incarnation.
+pub fn peer_replaced(id: u64) {
+    counter!("raftkv_peer_replaced_total", "node" => node(id)).increment(1);
 }
 
 /// A `Kv` call was forwarded to the leader.

@@ -17,7 +17,8 @@
 //!                "removed": false,
 //!                "term": 3, "leader_id": 2, "commit": 120, "applied": 120,
 //!                "last_index": 120, "snapshot_index": 0,
-//!                "reads_total": 10, "writes_total": 99 } ],
+//!                "reads_total": 10, "writes_total": 99,
+//!                "peer_auth": "none" | "secret" | "tls" | "" (down) } ],
 //!   "leader_history": [ { "time_ms": ..., "term": 3, "leader": 2 | null } ] }
 //! ```
 //!
@@ -235,7 +236,6 @@ pub(crate) async fn start(
     Ok(grpc::GrpcLayer {
         id,
         auth: Arc::new(config.auth.clone()),
-        peers_need_cert: config.tls.is_some(),
         served,
         metrics: Arc::new(metrics::GrpcMetrics::new(id)),
     })

@@ -70,6 +70,7 @@ function render(view) {
       tr.appendChild(el("td", {}, n.up ? String(v) : "–"));
     }
     tr.appendChild(el("td", { class: "lag" }, n.up ? String(Math.max(0, commit - n.applied)) : "–"));
+    tr.appendChild(el("td", { class: "peer-auth" }, n.up ? n.peer_auth : "–"));
     body.appendChild(tr);
   }
 

@@ -60,7 +60,14 @@ impl ClusterService {
             .chain(conf.learners.iter().map(|id| (*id, true)))
             .map(|(id, learner)| pb::Member {
                 id,
-                addr: book.get(&id).cloned().unwrap_or_default(),
+                addr: book
+                    .get(&id)
+                    .and_then(|e| e.client.clone())
+                    .unwrap_or_default(),
+                peer_addr: book
+                    .get(&id)
+                    .and_then(|e| e.peer.clone())
+                    .unwrap_or_default(),
                 learner,
             })
             .collect();
@@ -140,13 +147,14 @@ impl pb::cluster_server::Cluster for ClusterService {
             leader_id: leader,
             leader_addr: st
                 .leader
-                .and_then(|l| self.handle.book.get(l))
+                .and_then(|l| self.handle.book.client(l))
                 .unwrap_or_default(),
             commit_index: st.commit,
             applied_index: *self.handle.applied.borrow(),
             last_log_index: st.last_index,
             snapshot_index: st.snapshot_index,
             members: self.members(&st.conf),
+            peer_auth: self.handle.peer_auth.as_str().to_string(),
             removed: st.removed,
             cluster_id: self.handle.identity.cluster_id,
             incarnation: self.handle.identity.incarnation,

@@ -42,7 +42,7 @@ pub(crate) fn not_leader(leader: Option<u64>, book: &AddrBook) -> Status {
     let Some(leader) = leader else {
         return unavailable("no leader known yet (an election may be running); retry shortly");
     };
-    let addr = book.get(leader);
+    let addr = book.client(leader);
     let mut st = Status::unavailable(format!(
         "not the leader; the leader is node {leader}{}",
         addr.as_deref()
@@ -85,7 +85,10 @@ pub(crate) struct Handle {
     pub id: u64,
     /// This node's identity (cluster id, incarnation), as of startup.
     pub identity: crate::identity::Identity,
+    /// This node's client address (as clients reach it).
     pub addr: String,
+    /// How peers authenticate (for `status`).
+    pub peer_auth: crate::transport::handshake::PeerAuth,
     pub node_tx: mpsc::Sender<NodeRequest>,
     pub apply_tx: mpsc::Sender<ApplyMsg>,
     pub soft: watch::Receiver<SoftView>,
@@ -155,7 +158,7 @@ impl Handle {
             }
             soft.leader.filter(|&l| l != self.id)?
         };
-        let addr = self.book.get(leader)?;
+        let addr = self.book.client(leader)?;
         let channel = self.forwarder.channel(&addr)?;
         crate::observe::metrics::forwarded(self.id);
         Some(channel)

@@ -11,9 +11,15 @@
 //! messages queued meanwhile go out on the new stream (Raft ignores stale
 //! ones). A stream that had been up for a while is reopened at once, and if
 //! that connection is refused the peer is reported down to the driver
-//! (bounded channel, dropped when full): a follower whose leader's process
-//! died starts an election without waiting out its election timeout (see
-//! [`raft::RawNode::report_leader_down`]).
+//! ([`PeerEvent::Down`]; bounded channel, dropped when full): a follower
+//! whose leader's process died starts an election without waiting out its
+//! election timeout (see [`raft::RawNode::report_leader_down`]).
+//!
+//! Peers are dialled at their PEER address (the address book's `peer`),
+//! where only the `Raft` service listens; every call starts with the
+//! handshake of [`handshake`]. A call the peer refuses is logged at ERROR
+//! (rate-limited), counted, reported to the driver
+//! ([`PeerEvent::RefusedUs`]) and retried only after the longest backoff.
 //!
 //! `InstallSnapshot` messages take another path: a task opens a
 //! `Raft.InstallSnapshot` call and streams the state machine's current
@@ -27,10 +33,12 @@
 //!
 //! # Receiving
 //!
-//! See [`service`]: messages are decoded, checked to be addressed to this
+//! See [`service`]: the handshake is checked, then messages are decoded,
+//! checked to come from the handshake's sender and to be addressed to this
 //! node, and queued to the driver (dropped if its inbox is full).
 
 pub mod convert;
+pub mod handshake;
 pub mod service;
 
 use std::collections::{HashMap, HashSet};
@@ -53,6 +61,23 @@ use crate::limits::{
     PEER_RECONNECT_BACKOFF_MS_MIN, PEER_STREAM_BUFFER_MAX, PEER_STREAM_STABLE_MS_MIN,
     SNAPSHOT_CHUNK_SIZE_MAX, SNAPSHOT_FINISH_MS_MAX, SNAPSHOT_IDLE_MS_MAX, SNAPSHOT_SENDS_MAX,
 };
+use handshake::{Local, Refusal};
+
+/// What the transport tells the driver about its peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PeerEvent {
+    /// A peer whose stream had been up refused a new connection.
+    Down(u64),
+    /// A known peer showed a new incarnation in its handshake: its data dir
+    /// was replaced, and it no longer holds what it acknowledged.
+    Replaced {
+        id: u64,
+        old_incarnation: u64,
+        new_incarnation: u64,
+    },
+    /// A peer refused our handshake.
+    RefusedUs { by: u64, reason: Refusal },
+}
 
 /// The sending half of the transport. Cloning shares it.
 #[derive(Clone)]
@@ -68,10 +93,12 @@ struct Inner {
     snapshots: Mutex<HashSet<u64>>,
     snapshot_sends: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
-    /// Where peers found down are reported (to the driver).
-    down: mpsc::Sender<u64>,
+    /// Where peer events go (to the driver).
+    events: mpsc::Sender<PeerEvent>,
     /// Mutual TLS to peers (`[tls]`): the CA and this node's identity.
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// This node's handshake.
+    local: Arc<Local>,
 }
 
 impl Transport {
@@ -80,7 +107,8 @@ impl Transport {
         book: AddrBook,
         reader: kv::KvReader<Engine>,
         stop: watch::Receiver<bool>,
-        down: mpsc::Sender<u64>,
+        events: mpsc::Sender<PeerEvent>,
+        local: Arc<Local>,
     ) -> Transport {
         Transport {
             inner: Arc::new(Inner {
@@ -91,8 +119,9 @@ impl Transport {
                 snapshots: Mutex::new(HashSet::new()),
                 snapshot_sends: Arc::new(Semaphore::new(SNAPSHOT_SENDS_MAX)),
                 stop,
-                down,
+                events,
                 tls: None,
+                local,
             }),
         }
     }
@@ -189,26 +218,42 @@ impl Transport {
     }
 }
 
-/// The gRPC metadata key on a peer stream carrying the sender's address,
-/// so that a receiver that does not know it yet (a node that just joined)
-/// can answer. A known address is never replaced by it.
-pub(crate) const FROM_ADDR_METADATA: &str = "raftkv-from-addr";
-
-fn with_from_addr<T>(inner: &Inner, body: T) -> tonic::Request<T> {
+/// A call to `to` carrying this node's handshake.
+fn with_handshake<T>(inner: &Inner, to: u64, body: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(body);
-    if let Some(v) = inner
-        .book
-        .get(inner.id)
-        .and_then(|a| tonic::metadata::MetadataValue::try_from(a).ok())
-    {
-        req.metadata_mut().insert(FROM_ADDR_METADATA, v);
-    }
+    inner.local.stamp(to, &mut req);
     req
 }
 
+/// A failed call: if the peer refused our handshake, log it (ERROR, at
+/// most once per peer and reason every `REFUSAL_LOG_SPACING_MS`), count it
+/// and tell the driver. Returns whether it was a refusal.
+fn refused_by(inner: &Inner, to: u64, st: &tonic::Status) -> bool {
+    let Some(reason) = Refusal::of(st) else {
+        return false;
+    };
+    crate::observe::metrics::peer_refused_by(inner.id, reason.as_str());
+    if inner.local.log_due(to, reason) {
+        tracing::error!(
+            from = inner.id,
+            to,
+            reason = reason.as_str(),
+            detail = st.message(),
+            "peer refused our handshake; check this node's cluster, id, secret or certificate"
+        );
+    }
+    let _ = inner
+        .events
+        .try_send(PeerEvent::RefusedUs { by: to, reason });
+    true
+}
+
+/// Dials `to` at `addr`. With TLS, the server must present a certificate
+/// naming `node-<to>.raftkv` (see [`handshake`]).
 pub(crate) async fn connect(
     addr: &str,
     tls: Option<&tonic::transport::ClientTlsConfig>,
+    to: u64,
 ) -> Result<Channel, String> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
@@ -219,7 +264,7 @@ pub(crate) async fn connect(
         .keep_alive_timeout(Duration::from_secs(5));
     if let Some(tls) = tls {
         endpoint = endpoint
-            .tls_config(tls.clone())
+            .tls_config(tls.clone().domain_name(crate::security::node_dns_name(to)))
             .map_err(|e| format!("TLS settings for {addr}: {e}"))?;
     }
     // The whole handshake is bounded: a peer whose socket is bound but
@@ -270,7 +315,7 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
         if is_stopped {
             return;
         }
-        let Some(addr) = inner.book.get(to) else {
+        let Some(addr) = inner.book.peer(to) else {
             if !logged_down {
                 tracing::warn!(from = inner.id, to, "no address known for peer");
                 logged_down = true;
@@ -280,13 +325,13 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
             }
             continue;
         };
-        let channel = match connect(&addr, inner.tls.as_ref()).await {
+        let channel = match connect(&addr, inner.tls.as_ref(), to).await {
             Ok(c) => c,
             Err(e) => {
                 broken = true;
                 if std::mem::take(&mut just_ended) {
                     // Dropped if the driver is behind: it is only a hint.
-                    let _ = inner.down.try_send(to);
+                    let _ = inner.events.try_send(PeerEvent::Down(to));
                 }
                 if !logged_down {
                     tracing::info!(from = inner.id, to, error = %e, "peer unreachable; retrying");
@@ -323,12 +368,16 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
         backoff = min;
         let (tx, rx) = mpsc::channel(PEER_STREAM_BUFFER_MAX);
         let mut c = client(channel);
-        let req = with_from_addr(&inner, ReceiverStream::new(rx));
+        let req = with_handshake(&inner, to, ReceiverStream::new(rx));
         let mut call = Box::pin(async move { c.send(req).await });
         let opened = std::time::Instant::now();
+        let mut refused = false;
         loop {
             tokio::select! {
                 r = &mut call => {
+                    if let Err(st) = &r {
+                        refused = refused_by(&inner, to, st);
+                    }
                     tracing::debug!(from = inner.id, to, result = ?r.err(), "peer stream ended");
                     break;
                 }
@@ -344,6 +393,14 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
         // A stream that was up for a while is reopened at once, so that a
         // dead peer is noticed now; one that broke soon after opening waits
         // (no busy loop against a peer that keeps closing it).
+        if refused {
+            // Refused: nothing changes soon by itself (a wrong secret, a
+            // removed node ...). Try again only after the longest backoff.
+            if !pause(&mut stop, max).await {
+                return;
+            }
+            continue;
+        }
         just_ended = true;
         if opened.elapsed() < Duration::from_millis(PEER_STREAM_STABLE_MS_MIN)
             && !pause(&mut stop, backoff).await
@@ -356,9 +413,9 @@ async fn peer_loop(inner: Arc<Inner>, to: u64, mut outbox: mpsc::Receiver<pb::Ra
 async fn send_snapshot(inner: &Inner, m: Message) -> Result<pb::InstallSnapshotResponse, String> {
     let addr = inner
         .book
-        .get(m.to)
+        .peer(m.to)
         .ok_or_else(|| format!("no address for node {}", m.to))?;
-    let channel = connect(&addr, inner.tls.as_ref()).await?;
+    let channel = connect(&addr, inner.tls.as_ref(), m.to).await?;
     let stream = inner
         .reader
         .snapshot_with_chunk_size(SNAPSHOT_CHUNK_SIZE_MAX)
@@ -401,7 +458,8 @@ async fn send_snapshot(inner: &Inner, m: Message) -> Result<pb::InstallSnapshotR
         c
     });
     let mut c = client(channel);
-    let call = c.install_snapshot(with_from_addr(inner, body));
+    let to = m.to;
+    let call = c.install_snapshot(with_handshake(inner, to, body));
     tokio::pin!(call);
     // A watchdog: a receiver that stops taking chunks (or never answers
     // after the last one) is given up on, freeing this peer's transfer slot
@@ -410,7 +468,10 @@ async fn send_snapshot(inner: &Inner, m: Message) -> Result<pb::InstallSnapshotR
     let mut since = tokio::time::Instant::now();
     let r = loop {
         tokio::select! {
-            r = &mut call => break r.map_err(|e| format!("install_snapshot: {e}"))?,
+            r = &mut call => break r.map_err(|e| {
+                refused_by(inner, to, &e);
+                format!("install_snapshot: {e}")
+            })?,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 let now = taken.load(Ordering::SeqCst);
                 if now != seen {

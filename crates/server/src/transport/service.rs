@@ -1,7 +1,18 @@
-//! The receiving half of the transport: the `Raft` gRPC service.
+//! The receiving half of the transport: the `Raft` gRPC service, served on
+//! the peer listener only.
 //!
-//! `Send` streams: each message is decoded, checked to be addressed to this
-//! node, and queued to the driver's peer inbox without waiting (dropped when
+//! Every call's handshake is checked first (see [`super::handshake`]); a
+//! refused one is answered with the refusal and counted. An accepted one
+//! updates the address book (the caller's client address, its peer address
+//! if unknown, its incarnation; a new incarnation of a known node is
+//! reported to the driver as [`PeerEvent::Replaced`]).
+//!
+//! `Send` streams: each message is decoded, checked to come from the
+//! handshake's sender and to be addressed to this node (else dropped and
+//! counted in `raftkv_peer_messages_dropped_total{reason}`); a caller that
+//! is no longer a member (removed while its call was open) gets the
+//! `not-member` refusal at its next message, which ends the call; the rest
+//! is queued to the driver's peer inbox without waiting (dropped when
 //! it is full; Raft retransmits). The stream ends when the sender closes it
 //! or this node stops.
 //!
@@ -15,13 +26,18 @@
 
 use proto::raft as pb;
 use raft::{Message, MessageBody};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
+
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::message_from_pb;
+use super::handshake::{Hello, Local};
+use super::PeerEvent;
 use crate::addrbook::AddrBook;
 use crate::apply::ApplyMsg;
 use crate::limits::SNAPSHOT_RECV_BYTES_MAX;
+use crate::node::SoftView;
 use crate::spool::Spool;
 
 /// The `Raft` gRPC service.
@@ -29,8 +45,6 @@ pub(crate) struct RaftService {
     pub id: u64,
     /// This node's identity, for `Probe`.
     pub identity: crate::identity::Identity,
-    /// The driver's published state, for `Probe`.
-    pub soft: watch::Receiver<crate::node::SoftView>,
     pub peer_tx: mpsc::Sender<Message>,
     pub apply_tx: mpsc::Sender<ApplyMsg>,
     pub applied: watch::Receiver<u64>,
@@ -38,41 +52,86 @@ pub(crate) struct RaftService {
     pub book: AddrBook,
     /// Where snapshot transfers are spooled (`<data_dir>/recv`).
     pub spool_dir: std::path::PathBuf,
-}
-
-/// The sender's address from the stream's metadata, if well-formed.
-fn from_addr<T>(req: &Request<T>) -> Option<String> {
-    let a = req
-        .metadata()
-        .get(super::FROM_ADDR_METADATA)?
-        .to_str()
-        .ok()?;
-    let (host, port) = a.rsplit_once(':')?;
-    (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| a.to_string())
+    /// This node's handshake.
+    pub local: Arc<Local>,
+    /// The driver's view: the configuration a caller must be a member of
+    /// (and the term and log `Probe` reports).
+    pub soft: watch::Receiver<SoftView>,
+    /// Where replaced peers are reported (to the driver).
+    pub events: mpsc::Sender<PeerEvent>,
 }
 
 impl RaftService {
-    /// Records `from`'s address if this node does not know it yet.
-    fn learn(&self, from: u64, addr: &Option<String>) {
-        if let Some(a) = addr {
-            if self.book.get(from).is_none() {
-                let entry = std::collections::BTreeMap::from([(from, a.clone())]);
-                if let Err(e) = self.book.merge(&entry) {
-                    tracing::warn!(node = self.id, error = %e, "cannot save the address book");
+    /// Checks a call's handshake and records what it tells; the refusal
+    /// to answer with otherwise.
+    async fn admit<T>(&self, req: &Request<T>) -> Result<Hello, Status> {
+        let members = self.soft.borrow().members();
+        let certs = req.peer_certs();
+        let hello = match self.local.check(
+            req.metadata(),
+            certs.as_deref().map(|c| c.as_slice()),
+            members.as_ref(),
+        ) {
+            Ok(h) => h,
+            Err(r) => {
+                crate::observe::metrics::peer_refused(self.id, r.reason.as_str());
+                let peer = r.from.unwrap_or(0);
+                if self.local.log_due(peer, r.reason) {
+                    tracing::warn!(node = self.id, from = ?r.from, remote = ?req.remote_addr(),
+                        reason = r.reason.as_str(), detail = %r.detail, "peer handshake refused");
                 }
+                return Err(r.reason.status(&r.detail));
+            }
+        };
+        match self.book.learn_handshake(
+            hello.from,
+            Some(&hello.peer_addr),
+            Some(&hello.client_addr),
+            hello.incarnation,
+        ) {
+            Ok(Some(old)) => {
+                crate::observe::metrics::peer_replaced(self.id);
+                tracing::warn!(node = self.id, peer = hello.from,
+                    old_incarnation = %crate::identity::hex(old),
+                    new_incarnation = %crate::identity::hex(hello.incarnation),
+                    "peer has a new incarnation: its data dir was replaced");
+                let ev = PeerEvent::Replaced {
+                    id: hello.from,
+                    old_incarnation: old,
+                    new_incarnation: hello.incarnation,
+                };
+                let _ = self.events.send(ev).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(node = self.id, error = %e, "cannot save the address book");
             }
         }
+        Ok(hello)
     }
 
-    fn decode(&self, m: pb::RaftMessage) -> Option<Message> {
+    /// Whether `id` may speak Raft to this node ([`SoftView::admits`]).
+    fn is_member(&self, id: u64) -> bool {
+        self.soft.borrow().admits(id)
+    }
+
+    fn decode(&self, m: pb::RaftMessage, hello: &Hello) -> Option<Message> {
         match message_from_pb(m) {
-            Ok(m) if m.to == self.id => Some(m),
+            Ok(m) if m.to == self.id && m.from == hello.from => Some(m),
             Ok(m) => {
+                let reason = if m.from != hello.from {
+                    "from-mismatch"
+                } else {
+                    "to-mismatch"
+                };
+                crate::observe::metrics::peer_message_dropped(self.id, reason);
                 tracing::warn!(
                     node = self.id,
                     to = m.to,
                     from = m.from,
-                    "dropping a peer message addressed to another node"
+                    caller = hello.from,
+                    reason,
+                    "dropping a peer message not from the caller or not for this node"
                 );
                 None
             }
@@ -106,20 +165,28 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<Streaming<pb::RaftMessage>>,
     ) -> Result<Response<pb::SendResponse>, Status> {
-        let addr = from_addr(&req);
+        let hello = self.admit(&req).await?;
         let mut stream = req.into_inner();
         let mut stop = self.stop.clone();
-        let mut learned = false;
         loop {
             let next = tokio::select! {
                 m = stream.message() => m?,
                 _ = super::stopped(&mut stop) => None,
             };
             let Some(m) = next else { break };
-            let Some(m) = self.decode(m) else { continue };
-            if !learned {
-                self.learn(m.from, &addr);
-                learned = true;
+            let Some(m) = self.decode(m, &hello) else {
+                continue;
+            };
+            if !self.is_member(hello.from) {
+                // Removed while its call was open: the message is dropped
+                // and the call ends with the refusal, so that the caller
+                // learns it is no longer a member.
+                crate::observe::metrics::peer_message_dropped(self.id, "not-member");
+                crate::observe::metrics::peer_refused(self.id, "not-member");
+                return Err(super::handshake::Refusal::NotMember.status(&format!(
+                    "node {} is no longer a member of this node's configuration",
+                    hello.from
+                )));
             }
             if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
                 tracing::warn!(node = self.id, "InstallSnapshot on a Send stream; dropped");
@@ -136,7 +203,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
-        let addr = from_addr(&req);
+        let hello = self.admit(&req).await?;
         let mut stream = req.into_inner();
         let first = stream
             .message()
@@ -147,9 +214,8 @@ impl pb::raft_server::Raft for RaftService {
             .clone()
             .ok_or_else(|| Status::invalid_argument("the first chunk has no header"))?;
         let msg = self
-            .decode(header)
+            .decode(header, &hello)
             .ok_or_else(|| Status::invalid_argument("bad snapshot header"))?;
-        self.learn(msg.from, &addr);
         let MessageBody::InstallSnapshot { snapshot } = &msg.body else {
             return Err(Status::invalid_argument(
                 "the snapshot header is not an InstallSnapshot message",
