@@ -600,8 +600,23 @@ async fn membership_changes_through_the_cli_while_a_client_writes() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let o = cluster.raftkv(&["members", "promote", &new_id]);
-    assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
+    // The leader promotes only a learner it has seen catch up in the log
+    // (its match index), which may come a little after the learner's state
+    // machine caught up from a snapshot: repeat while it says so.
+    let t0 = Instant::now();
+    loop {
+        let o = cluster.raftkv(&["members", "promote", &new_id]);
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            stderr(&o).contains("has not caught up") && t0.elapsed() < Duration::from_secs(15),
+            "{}\n{}",
+            stderr(&o),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let o = cluster.raftkv(&["transfer-leader", &new_id, "--json"]);
     assert!(o.status.success(), "{}\n{}", stderr(&o), cluster.logs());
     assert_eq!(json(&o)["leader_id"].as_u64(), Some(4));

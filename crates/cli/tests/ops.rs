@@ -135,6 +135,7 @@ impl Node {
             &data,
             "--tick-ms",
             "20",
+            "--bootstrap",
         ];
         args.extend_from_slice(extra);
         Node::spawn(&addr, &args, dir, dir.join(format!("{name}.log")))
@@ -514,7 +515,10 @@ fn three_nodes_prepared(dir: &Path, prefix: &str, prepare: impl Fn(&str, &str, &
     let addrs: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
-    let peers = addrs
+    let peer_addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let peers = peer_addrs
         .iter()
         .enumerate()
         .map(|(i, a)| format!("{}={a}", i + 1))
@@ -533,12 +537,15 @@ fn three_nodes_prepared(dir: &Path, prefix: &str, prepare: impl Fn(&str, &str, &
                 &id,
                 "--listen",
                 &addrs[i],
+                "--peer-listen",
+                &peer_addrs[i],
                 "--peers",
                 &peers,
                 "--data-dir",
                 &data,
                 "--tick-ms",
                 "50",
+                "--bootstrap",
             ];
             Node::spawn(&addrs[i], &args, dir, dir.join(format!("{prefix}{id}.log")))
         })
@@ -1001,10 +1008,12 @@ fn dev_restarts_a_killed_node_and_keeps_a_directory_in_use() {
 
     // Node 3 started by hand on dev's data: Ctrl-C on dev keeps the dir.
     let peers = (0..3)
-        .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + i))
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + 200 + i))
         .collect::<Vec<_>>()
         .join(",");
     let addr3 = format!("127.0.0.1:{}", base + 2);
+    let peer3 = format!("127.0.0.1:{}", base + 202);
+    let secret = root.join("cluster-secret").to_string_lossy().to_string();
     let data3 = root.join("node-3").to_string_lossy().to_string();
     let by_hand = Node::spawn(
         &addr3,
@@ -1013,6 +1022,10 @@ fn dev_restarts_a_killed_node_and_keeps_a_directory_in_use() {
             "3",
             "--listen",
             &addr3,
+            "--peer-listen",
+            &peer3,
+            "--cluster-secret-file",
+            &secret,
             "--peers",
             &peers,
             "--data-dir",

@@ -597,6 +597,10 @@ impl<S: LogStore> RawNode<S> {
             snapshot_index: self.log.snapshot_index(),
             conf: self.membership.current().clone(),
             committed_conf: self.membership.conf_at(self.log.commit).clone(),
+            departing: match &self.role {
+                RoleState::Leader(l) => l.departing.keys().copied().collect(),
+                _ => Vec::new(),
+            },
             progress,
             transferee,
             removed: self.removal.removed,

@@ -160,6 +160,10 @@ pub struct Status {
     /// outcome: e.g. a node is certainly removed only once it is absent
     /// here.
     pub committed_conf: ConfState,
+    /// On a leader, the nodes it removed and still replicates to until they
+    /// hold their removal and its commit (see [`crate::membership`]); their
+    /// answers must reach it. Empty elsewhere.
+    pub departing: Vec<NodeId>,
     /// The leader's view of each other member (empty on followers).
     pub progress: BTreeMap<NodeId, ProgressStatus>,
     /// The target of a leadership transfer in progress.

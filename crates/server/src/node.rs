@@ -229,6 +229,9 @@ pub(crate) struct SoftView {
     /// The configuration as of the commit index: what may be reported as
     /// a membership change's outcome (see [`raft::Status::committed_conf`]).
     pub committed_conf: ConfState,
+    /// Removed nodes this leader still replicates to (`raft::Status::departing`):
+    /// admitted until they know of their removal.
+    pub departing: Vec<u64>,
     /// This node was removed from the cluster ([`RawNode::is_removed`]).
     pub removed: bool,
     /// Recovering lost data (see `raft::RawNode::is_recovering`).
@@ -244,8 +247,9 @@ impl SoftView {
         let has = |c: &ConfState| {
             c.voters.contains(&id) || c.voters_outgoing.contains(&id) || c.learners.contains(&id)
         };
-        self.members()
-            .is_none_or(|_| has(&self.conf) || has(&self.committed_conf))
+        self.members().is_none_or(|_| {
+            has(&self.conf) || has(&self.committed_conf) || self.departing.contains(&id)
+        })
     }
 
     /// Every member of the latest and the committed configuration; `None`
@@ -268,6 +272,7 @@ impl Default for SoftView {
             snapshot_index: 0,
             conf: ConfState::default(),
             committed_conf: ConfState::default(),
+            departing: Vec::new(),
             removed: false,
             recovering: false,
         }
@@ -596,6 +601,7 @@ impl Node {
                 snapshot_index: st.snapshot_index,
                 conf: st.conf.clone(),
                 committed_conf: st.committed_conf.clone(),
+                departing: st.departing.clone(),
                 removed: st.removed,
                 recovering: st.recovering,
             };
@@ -607,6 +613,7 @@ impl Node {
                 || v.snapshot_index != new.snapshot_index
                 || v.conf != new.conf
                 || v.committed_conf != new.committed_conf
+                || v.departing != new.departing
                 || v.removed != new.removed
                 || v.recovering != new.recovering;
             *v = new;
@@ -1050,7 +1057,6 @@ pub(crate) fn open_wal(
         ..wal::Options::default()
     };
     let (mut wal, report) = Wal::open(dir, options).map_err(storage)?;
-    tracing::info!(dir = %dir.display(), report = %report, "WAL opened");
     let fresh = LogStore::last_index(&wal) == 0
         && wal.hard_state().term == 0
         && wal.snapshot_meta().conf == ConfState::default();

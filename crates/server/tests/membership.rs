@@ -543,13 +543,25 @@ async fn promote_of_a_learner_that_never_started_is_refused_and_the_voters_stay(
     c.peer_addrs.insert(4, peer.clone());
     let mut cfg = node_config(4, &addr, &BTreeMap::from([(4, peer)]), c.dir.path());
     cfg.join = true;
+    cfg.bootstrap = false;
     c.configs.insert(4, cfg);
     c.start_node(4).await;
-    let r = on_leader(&c, |mut cl| async move {
-        cl.promote(PromoteRequest { id: 4 }).await
-    })
-    .await
-    .unwrap();
+    // Promote is refused until the leader has seen it catch up: repeat.
+    let t0 = std::time::Instant::now();
+    let r = loop {
+        let r = on_leader(&c, |mut cl| async move {
+            cl.promote(PromoteRequest { id: 4 }).await
+        })
+        .await;
+        match r {
+            Ok(r) => break r,
+            Err(st) if st.code() == tonic::Code::FailedPrecondition => {
+                assert!(t0.elapsed() < Duration::from_secs(15), "{st:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(st) => panic!("{st:?}"),
+        }
+    };
     assert!(r.members.iter().any(|m| m.id == 4 && !m.learner), "{r:?}");
     c.stop_all().await;
 }
