@@ -248,7 +248,7 @@ fn tls_paths_in_a_config_file_are_relative_to_it_and_checked_first() {
     let cfg = etc.join("node.toml");
     let toml = format!(
         "id = 1\nlisten_addr = \"{addr}\"\ndata_dir = \"data\"\ntick_interval_ms = 20\n\
-         [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node1.pem\"\nkey = \"certs/node1.key\"\n"
+         bootstrap = true\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node1.pem\"\nkey = \"certs/node1.key\"\n"
     );
     write(&cfg, &toml);
     // Started from another directory: the paths still mean etc/...
@@ -648,7 +648,7 @@ fn tls_mismatches_and_wrong_ports_are_named_at_once() {
         &cfg,
         format!(
             "id = 1\nlisten_addr = \"{addr}\"\nhttp_addr = \"{http}\"\ndata_dir = \"data\"\n\
-             tick_interval_ms = 20\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node1.pem\"\n\
+             tick_interval_ms = 20\nbootstrap = true\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/node1.pem\"\n\
              key = \"certs/node1.key\"\n"
         ),
     );
@@ -793,7 +793,7 @@ async fn a_nearly_full_disk_refuses_writes_and_says_so_everywhere() {
         dir.path(),
         "200m",
         "node.log",
-        "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
+        "exec '{raftkv}' server --id 1 --listen {addr} --bootstrap --data-dir '{m}/d' --tick-ms 20 \
          --snapshot-threshold 2",
     ) else {
         return;
@@ -850,7 +850,7 @@ async fn a_full_disk_is_named_in_the_nodes_last_words() {
         dir.path(),
         "150m",
         "node.log",
-        "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
+        "exec '{raftkv}' server --id 1 --listen {addr} --bootstrap --data-dir '{m}/d' --tick-ms 20 \
          --snapshot-threshold 2 --disk-reserve-bytes 0",
     ) else {
         return;
@@ -1222,7 +1222,7 @@ fn a_small_volume_needs_and_takes_a_smaller_wal_segment_size() {
         dir.path(),
         "30m",
         "default.log",
-        "'{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d'\n\
+        "'{raftkv}' server --id 1 --listen {addr} --bootstrap --data-dir '{m}/d'\n\
          echo \"exit $?\"; echo \"files:\"; ls '{m}/d/wal'",
     ) else {
         return;
@@ -1253,7 +1253,7 @@ fn a_small_volume_needs_and_takes_a_smaller_wal_segment_size() {
         dir.path(),
         "30m",
         "small.log",
-        "exec '{raftkv}' server --id 1 --listen {addr} --data-dir '{m}/d' --tick-ms 20 \
+        "exec '{raftkv}' server --id 1 --listen {addr} --bootstrap --data-dir '{m}/d' --tick-ms 20 \
          --wal-segment-size 4194304",
     ) else {
         return;
