@@ -72,7 +72,13 @@ async fn run_plan(config: RunConfig, plan: Schedule) -> run::Report {
 
 /// Runs the generated schedule of `config.seed`, `duration_ms` long.
 async fn run_generated(config: RunConfig, duration_ms: u64) -> run::Report {
-    let plan = schedule::generate(config.seed, duration_ms, config.network, Timing::default());
+    let plan = schedule::generate(
+        config.seed,
+        duration_ms,
+        config.network,
+        false,
+        Timing::default(),
+    );
     run_plan(config, plan).await
 }
 
