@@ -352,6 +352,7 @@ impl<'a> Nemesis<'a> {
                 match self.wrong_id(id, other).await {
                     Ok(how) => self.done(kind, how),
                     Err(why) => {
+                        *self.injected.entry(kind).or_default() += 1;
                         self.log(format!("wrong-id VIOLATION: {why}"));
                         self.violations.push(why);
                     }
