@@ -22,7 +22,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
@@ -69,6 +70,10 @@ pub struct Cluster {
     secret: String,
 }
 
+/// The size of a WAL segment's header (the `wal` crate's
+/// `SEGMENT_HEADER_SIZE`): cuts land past it.
+const WAL_SEGMENT_HEADER: u64 = 32;
+
 /// How far a node's peer port is from its client port.
 const PEER_PORT_OFFSET: u16 = 200;
 
@@ -87,6 +92,26 @@ fn free_port(ids: &[u64], rng: &mut Rng) -> Result<u16> {
         }
     }
     Err(Error::NotReady("no port free on every node address".into()))
+}
+
+/// The length of `path` (`len` bytes) without its trailing zero bytes.
+fn written_len(path: &Path, len: u64) -> Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(chunk))
+            .map_err(|e| Error::io("read", path, e))?;
+        if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 fn create_dir(path: &Path) -> Result<()> {
@@ -228,6 +253,11 @@ impl Cluster {
         self.nodes.get(&id).is_some_and(|n| n.child.is_some())
     }
 
+    /// Whether node `id` starts with `--join` (it was wiped and rejoined).
+    pub fn is_joined(&self, id: u64) -> bool {
+        self.nodes.get(&id).is_some_and(|n| n.joined)
+    }
+
     /// Whether node `id` is paused.
     pub fn is_paused(&self, id: u64) -> bool {
         self.nodes.get(&id).is_some_and(|n| n.paused)
@@ -239,6 +269,21 @@ impl Cluster {
     /// # Errors
     /// [`Error::Process`] when it is running already or cannot be spawned.
     pub fn start(&mut self, id: u64, join: bool) -> Result<()> {
+        self.spawn(id, id, join)
+    }
+
+    /// Starts node `id`'s data dir with `--id as_id` (another id: the start
+    /// must be refused). Its flags are otherwise the usual ones; `join` is
+    /// not changed for later starts.
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub fn start_as(&mut self, id: u64, as_id: u64) -> Result<()> {
+        let joined = self.node(id)?.joined;
+        self.spawn(id, as_id, joined)
+    }
+
+    fn spawn(&mut self, id: u64, as_id: u64, join: bool) -> Result<()> {
         let bin = self.spec.bin.clone();
         let extra = self.spec.extra_args.clone();
         let as_user = self.spec.as_node_users;
@@ -252,7 +297,10 @@ impl Cluster {
                 reason: "already running".into(),
             });
         }
-        node.joined |= join;
+        if as_id == id {
+            node.joined |= join;
+        }
+        let join = node.joined || join;
         node.starts += 1;
         let mut log = OpenOptions::new()
             .create(true)
@@ -261,15 +309,15 @@ impl Cluster {
             .map_err(|e| Error::io("open", &node.log_path, e))?;
         let _ = writeln!(
             log,
-            "=== chaos: start #{} of node {id} (join: {}) ===",
-            node.starts, node.joined
+            "=== chaos: start #{} of node {id} as --id {as_id} (join: {join}) ===",
+            node.starts
         );
         let err_log = log
             .try_clone()
             .map_err(|e| Error::io("dup", &node.log_path, e))?;
         let mut cmd = Command::new(&bin);
         cmd.arg("server")
-            .args(["--id", &id.to_string()])
+            .args(["--id", &as_id.to_string()])
             .args(["--listen", &node.addr])
             .args(["--peer-listen", &peer_listen])
             .args(["--peers", &peers])
@@ -284,7 +332,7 @@ impl Cluster {
             .env("HOME", &node.data_dir)
             .process_group(0)
             .kill_on_drop(true);
-        if node.joined {
+        if join {
             cmd.arg("--join");
         } else {
             // Makes the cluster on the first start; restarts (the data dir
@@ -369,21 +417,120 @@ impl Cluster {
     /// # Errors
     /// [`Error::Process`] when it runs; [`Error::Io`] on a file error.
     pub fn wipe(&mut self, id: u64) -> Result<()> {
+        self.empty_data_dir(id, false).map(|_| ())
+    }
+
+    /// Moves node `id`'s data dir aside (to `data.damaged-<start count>`,
+    /// kept for inspection) and makes an empty one; returns where it went.
+    /// The node must be stopped.
+    ///
+    /// # Errors
+    /// [`Error::Process`] when it runs; [`Error::Io`] on a file error.
+    pub fn set_aside(&mut self, id: u64) -> Result<PathBuf> {
+        self.empty_data_dir(id, true)
+            .map(|aside| aside.unwrap_or_default())
+    }
+
+    /// Empties node `id`'s data dir: deletes it, or with `keep` moves it
+    /// aside (returning where).
+    fn empty_data_dir(&mut self, id: u64, keep: bool) -> Result<Option<PathBuf>> {
         let as_user = self.spec.as_node_users;
         let node = self.node(id)?;
         if node.child.is_some() {
             return Err(Error::Process {
                 id,
-                reason: "cannot wipe a running node".into(),
+                reason: "cannot empty the data dir of a running node".into(),
             });
         }
         let dir = node.data_dir.clone();
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        let aside = if keep {
+            let aside = dir.with_file_name(format!("data.damaged-{}", node.starts));
+            std::fs::rename(&dir, &aside).map_err(|e| Error::io("rename", &dir, e))?;
+            Some(aside)
+        } else {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+            None
+        };
         create_dir(&dir)?;
         if as_user {
             chown_tree(&dir, node_uid(id))?;
         }
-        Ok(())
+        Ok(aside)
+    }
+
+    /// Waits up to `within` for node `id`'s process to end and reaps it:
+    /// `Some(how it ended)`, or `None` when it still runs (or never ran).
+    pub async fn wait_exit(&mut self, id: u64, within: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + within;
+        loop {
+            let node = self.nodes.get_mut(&id)?;
+            let child = node.child.as_mut()?;
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    node.child = None;
+                    node.paused = false;
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Cuts node `id`'s newest WAL segment (`<data_dir>/wal/*.wal`) to a
+    /// length drawn with `pick` past the segment header; returns the file,
+    /// its old and its new length. The node must be stopped.
+    ///
+    /// # Errors
+    /// [`Error::Process`] when it runs or has no segment; [`Error::Io`].
+    pub fn truncate_wal(&mut self, id: u64, pick: u64) -> Result<(PathBuf, u64, u64)> {
+        let node = self.node(id)?;
+        if node.child.is_some() {
+            return Err(Error::Process {
+                id,
+                reason: "cannot cut the WAL of a running node".into(),
+            });
+        }
+        let dir = node.data_dir.join("wal");
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("read dir", &dir, e))?;
+        let mut newest: Option<PathBuf> = None;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io("read dir", &dir, e))?.path();
+            // Segment names are zero-padded sequence numbers: the greatest
+            // name is the newest segment.
+            let is_segment = path.extension().is_some_and(|x| x == "wal");
+            if is_segment && newest.as_ref().is_none_or(|n| path > *n) {
+                newest = Some(path);
+            }
+        }
+        let path = newest.ok_or_else(|| Error::Process {
+            id,
+            reason: format!("no WAL segment in {}", dir.display()),
+        })?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
+        // Segments are preallocated with zeros: cut inside the written part
+        // (up to the last non-zero byte), where the records are.
+        let written = written_len(&path, len)?;
+        if written <= WAL_SEGMENT_HEADER {
+            return Err(Error::Process {
+                id,
+                reason: format!("{} holds no record to cut", path.display()),
+            });
+        }
+        let cut = WAL_SEGMENT_HEADER + pick % (written - WAL_SEGMENT_HEADER);
+        file.set_len(cut)
+            .map_err(|e| Error::io("truncate", &path, e))?;
+        file.sync_all().map_err(|e| Error::io("sync", &path, e))?;
+        Ok((path, len, cut))
     }
 
     /// Nodes whose process ended without being killed by us, with how.
@@ -438,5 +585,27 @@ impl Drop for Cluster {
                 let _ = child.start_kill();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_len_skips_the_preallocated_zeros() {
+        let dir = std::env::temp_dir().join(format!("chaos-written-len-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("1.wal");
+        // A record ending at byte 1_500_000 of a 3 MiB file (spans chunks).
+        let mut bytes = vec![0u8; 3 << 20];
+        bytes[..8].copy_from_slice(b"RKVWAL\r\n");
+        bytes[1_499_999] = 7;
+        std::fs::write(&path, &bytes).unwrap_or_default();
+        let len = bytes.len() as u64;
+        assert_eq!(written_len(&path, len).ok(), Some(1_500_000));
+        std::fs::write(&path, vec![0u8; 4096]).unwrap_or_default();
+        assert_eq!(written_len(&path, 4096).ok(), Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -26,6 +26,12 @@
 //! locally, while the checker still demands linearizability: stale reads
 //! then show as violations. That mode is how we know the checks can fail.
 //!
+//! `--disk-faults` adds faults to a node's data dir: its disk replaced
+//! (wiped, restarted with `--bootstrap`, which must be refused, then
+//! without), its newest WAL segment cut, its data dir started under another
+//! `--id` (which must be refused naming both ids). See
+//! [`schedule::FaultKind`].
+//!
 //! `--lease-read` starts the nodes with `--lease-read`: linearizable reads
 //! are served from the leader's lease, which must stay safe when the leader
 //! is paused (SIGSTOP) past its election timeout and resumed.

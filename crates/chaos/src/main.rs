@@ -64,6 +64,10 @@ struct Args {
     /// once every node knows of it (reproduces the amnesiac-voter hazard).
     #[arg(long)]
     eager_wipe: bool,
+    /// Add the disk faults: replace a node's disk (wipe, restart with the
+    /// same flags), cut a node's WAL, restart a node with another id.
+    #[arg(long)]
+    disk_faults: bool,
     /// Keep the run folders of passing runs too.
     #[arg(long)]
     keep: bool,
@@ -213,7 +217,13 @@ async fn async_main(args: Args, bin: PathBuf, network_off: Option<String>) -> Ex
         }
         let network = network_off.is_none();
         let duration_ms = u64::try_from(args.duration.as_millis()).unwrap_or(u64::MAX);
-        let plan = schedule::generate(seed, duration_ms, network, Timing::default());
+        let plan = schedule::generate(
+            seed,
+            duration_ms,
+            network,
+            args.disk_faults,
+            Timing::default(),
+        );
         let config = RunConfig {
             seed,
             nodes: args.nodes,

@@ -11,6 +11,18 @@
 //! wiped first: a removed node never takes part again on its old data. A change left half-done (a timeout)
 //! is finished by [`Nemesis::repair_membership`] after the last step.
 //!
+//! The disk faults (`--disk-faults`) follow docs/operations.md. A replaced
+//! disk: the voter (not the leader when another can be chosen) is killed
+//! and wiped; healing restarts it with its usual `--bootstrap`, which must
+//! exit non-zero saying to start without `--bootstrap`, then starts it
+//! without (it rejoins as the same id, recovering, and the leader repairs
+//! it). A cut WAL: the node is killed, its newest segment cut past the
+//! header, and restarted when healing. Healing waits (bounded) until such a
+//! node is no longer recovering. A wrong id: the killed node's data dir is
+//! started as `--id <max id + 1>`, which must exit non-zero naming both
+//! ids. A start that should be refused and is not, or a refusal that does
+//! not say why, is a violation of the run ([`Nemesis::violations`]).
+//!
 //! Nemesis actions that fail (a transfer the leader refuses, a remove that
 //! times out) are logged and counted, not treated as violations: under
 //! faults the cluster may rightly refuse them.
@@ -51,6 +63,24 @@ pub struct Nemesis<'a> {
     /// Nodes to restart / resume when the step heals.
     killed: Vec<u64>,
     paused: Vec<u64>,
+    /// Nodes whose disk was replaced: restarted with their usual flags when
+    /// the step heals (see [`FaultKind::ReplaceDisk`]).
+    replaced: Vec<u64>,
+    /// Nodes whose WAL was cut: restarted when the step heals; one that
+    /// refuses to start is repaired as docs/operations.md says (its data
+    /// dir moved aside, started without `--bootstrap`).
+    truncated: Vec<u64>,
+    /// Nodes whose log was damaged or lost: healing waits (bounded) until
+    /// they are no longer recovering, so that the next step does not take
+    /// a second voter away while this one has no vote.
+    repairing: Vec<u64>,
+    /// What the disk faults found wrong with the nodes (a start that should
+    /// have been refused and was not, a refusal that does not say why):
+    /// failures of the run.
+    pub violations: Vec<String>,
+    /// Nodes that refused to start on damaged data, with their error (not
+    /// a failure: refusing is one of the two allowed outcomes).
+    pub refusals: Vec<String>,
     /// Wipe a removed node as soon as the leader confirms the removal,
     /// without waiting until every other node knows of it (see
     /// [`Nemesis::set_eager_wipe`]).
@@ -78,6 +108,11 @@ impl<'a> Nemesis<'a> {
             skipped: BTreeMap::new(),
             killed: Vec::new(),
             paused: Vec::new(),
+            replaced: Vec::new(),
+            truncated: Vec::new(),
+            repairing: Vec::new(),
+            violations: Vec::new(),
+            refusals: Vec::new(),
             eager_wipe: false,
         })
     }
@@ -259,6 +294,70 @@ impl<'a> Nemesis<'a> {
                     Err(e) => self.skip(kind, format!("{from} -> {to}: {e}")),
                 }
             }
+            FaultKind::ReplaceDisk => {
+                let voters: Vec<u64> = match self.admin.members().await {
+                    Ok(m) => m
+                        .members
+                        .iter()
+                        .filter(|m| !m.learner && healthy.contains(&m.id))
+                        .map(|m| m.id)
+                        .collect(),
+                    Err(e) => return self.skip(kind, format!("members: {e}")),
+                };
+                let avoid: Vec<u64> = leader.into_iter().collect();
+                let Some(id) = pick_node(&voters, fault.pick, &avoid) else {
+                    return self.skip(kind, "no voter up");
+                };
+                if let Err(e) = self.cluster.kill(id).await {
+                    return self.skip(kind, e.to_string());
+                }
+                match self.cluster.wipe(id) {
+                    Ok(()) => {
+                        self.replaced.push(id);
+                        self.done(kind, format!("SIGKILL node {id}, its data dir wiped"));
+                    }
+                    Err(e) => {
+                        self.killed.push(id);
+                        self.skip(kind, format!("wipe {id}: {e}"));
+                    }
+                }
+            }
+            FaultKind::TruncateWal => {
+                let Some(id) = self.kill_one(kind, &healthy, fault.pick).await else {
+                    return;
+                };
+                match self.cluster.truncate_wal(id, fault.pick.rotate_left(17)) {
+                    Ok((path, from, to)) => {
+                        self.truncated.push(id);
+                        self.done(
+                            kind,
+                            format!(
+                                "SIGKILL node {id}, {} cut from {from} to {to} bytes",
+                                path.display()
+                            ),
+                        );
+                    }
+                    Err(e) => {
+                        self.killed.push(id);
+                        self.skip(kind, format!("node {id}: {e}"));
+                    }
+                }
+            }
+            FaultKind::WrongId => {
+                let Some(id) = self.kill_one(kind, &healthy, fault.pick).await else {
+                    return;
+                };
+                self.killed.push(id);
+                let other = self.cluster.ids().into_iter().max().unwrap_or(id) + 1;
+                match self.wrong_id(id, other).await {
+                    Ok(how) => self.done(kind, how),
+                    Err(why) => {
+                        *self.injected.entry(kind).or_default() += 1;
+                        self.log(format!("wrong-id VIOLATION: {why}"));
+                        self.violations.push(why);
+                    }
+                }
+            }
             FaultKind::Membership => {
                 let avoid: Vec<u64> = leader.into_iter().collect();
                 let Some(id) = pick_node(&healthy, fault.pick, &avoid) else {
@@ -270,6 +369,186 @@ impl<'a> Nemesis<'a> {
                 }
             }
         }
+    }
+
+    /// SIGKILLs the node `pick` chooses among `healthy`; `None` (the fault
+    /// counted as skipped) when there is none or the kill fails.
+    async fn kill_one(&mut self, kind: FaultKind, healthy: &[u64], pick: u64) -> Option<u64> {
+        let Some(id) = pick_node(healthy, pick, &[]) else {
+            self.skip(kind, "no node up");
+            return None;
+        };
+        match self.cluster.kill(id).await {
+            Ok(()) => Some(id),
+            Err(e) => {
+                self.skip(kind, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Starts node `id`'s data dir as node `other`: `Ok` when the start is
+    /// refused (non-zero exit) with a message naming both ids, else what
+    /// went wrong. Leaves the node stopped.
+    async fn wrong_id(&mut self, id: u64, other: u64) -> std::result::Result<String, String> {
+        self.cluster
+            .start_as(id, other)
+            .map_err(|e| format!("node {id} as --id {other}: {e}"))?;
+        let Some(status) = self.cluster.wait_exit(id, NODE_REFUSAL_WAIT).await else {
+            let _ = self.cluster.kill(id).await;
+            return Err(format!(
+                "node {id}'s data dir started as --id {other} and kept running"
+            ));
+        };
+        if status.success() {
+            return Err(format!(
+                "node {id}'s data dir started as --id {other} exited 0"
+            ));
+        }
+        let tail = self.cluster.log_tail(id, NODE_LOG_TAIL);
+        let named = tail.contains(&format!("belongs to node {id}"))
+            && tail.contains(&format!("--id {other}"));
+        if !named {
+            return Err(format!(
+                "node {id} as --id {other} was refused ({status}) without naming both ids"
+            ));
+        }
+        Ok(format!(
+            "SIGKILL node {id}; its data dir as --id {other} refused ({status}), naming both ids"
+        ))
+    }
+
+    /// Restarts node `id` after its disk was replaced, the documented way:
+    /// with its usual flags first (an empty data dir with `--bootstrap`
+    /// must be refused, telling to start without it), then without
+    /// `--bootstrap`.
+    async fn restart_replaced(&mut self, id: u64) {
+        let bootstrap = !self.cluster.is_joined(id);
+        if let Err(e) = self.cluster.start(id, false) {
+            return self.log(format!("heal: restart {id} failed: {e}"));
+        }
+        if !bootstrap {
+            // It joined once (a membership change): its flags say --join.
+            self.log(format!("heal: restart replaced node {id} (with --join)"));
+            self.repairing.push(id);
+            return;
+        }
+        match self.cluster.wait_exit(id, NODE_REFUSAL_WAIT).await {
+            None => {
+                let why = format!(
+                    "node {id} on an empty data dir started with --bootstrap while its peers \
+                     held the cluster"
+                );
+                self.log(format!("replace-disk VIOLATION: {why}"));
+                self.violations.push(why);
+                // Start it the documented way all the same.
+                let _ = self.cluster.kill(id).await;
+            }
+            Some(status) => {
+                let tail = self.cluster.log_tail(id, NODE_LOG_TAIL);
+                if status.success() || !tail.contains("without --bootstrap") {
+                    let why = format!(
+                        "node {id} on an empty data dir with --bootstrap ended ({status}) \
+                         without saying to start it without --bootstrap"
+                    );
+                    self.log(format!("replace-disk VIOLATION: {why}"));
+                    self.violations.push(why);
+                } else {
+                    self.log(format!(
+                        "heal: node {id} with --bootstrap on its empty data dir refused \
+                         ({status}) as it should; restarting it without --bootstrap"
+                    ));
+                }
+            }
+        }
+        match self.cluster.start(id, true) {
+            Ok(()) => {
+                self.log(format!("heal: restart replaced node {id} (with --join)"));
+                self.repairing.push(id);
+            }
+            Err(e) => self.log(format!("heal: restart {id} failed: {e}")),
+        }
+    }
+
+    /// Restarts node `id` after its WAL was cut. It must start (recovering
+    /// when the cut went below its commit index) or refuse; a refusal is
+    /// logged with the node's error and repaired the documented way: the
+    /// data dir moved aside, the node started without `--bootstrap`.
+    async fn restart_truncated(&mut self, id: u64) {
+        if let Err(e) = self.cluster.start(id, false) {
+            return self.log(format!("heal: restart {id} failed: {e}"));
+        }
+        // Started (it answers) or refused (it exits), whichever comes first.
+        let addr = self.cluster.addr(id);
+        let until = Instant::now() + NODE_START_WAIT;
+        let status = loop {
+            if let Some(status) = self.cluster.wait_exit(id, Duration::from_millis(100)).await {
+                break Some(status);
+            }
+            if Instant::now() >= until || self.admin.status_of(&addr).await.is_ok() {
+                break None;
+            }
+        };
+        let Some(status) = status else {
+            self.log(format!("heal: restart node {id} (its WAL cut)"));
+            self.repairing.push(id);
+            return;
+        };
+        let tail = self.cluster.log_tail(id, NODE_LOG_TAIL);
+        let error = tail
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("(no error line)")
+            .to_string();
+        self.refusals
+            .push(format!("node {id} on its cut WAL: {error}"));
+        self.log(format!(
+            "heal: node {id} refused to start on its cut WAL ({status}): {error}"
+        ));
+        match self.cluster.set_aside(id) {
+            Ok(aside) => self.log(format!(
+                "heal: node {id}'s data dir moved to {}; starting it without --bootstrap",
+                aside.display()
+            )),
+            Err(e) => return self.log(format!("heal: moving node {id}'s data aside: {e}")),
+        }
+        match self.cluster.start(id, true) {
+            Ok(()) => self.repairing.push(id),
+            Err(e) => self.log(format!("heal: restart {id} failed: {e}")),
+        }
+    }
+
+    /// Waits (bounded) until node `id` answers and is no longer recovering.
+    async fn wait_repaired(&mut self, id: u64) {
+        let addr = self.cluster.addr(id);
+        let started = Instant::now();
+        let until = started + NODE_REPAIR_WAIT;
+        let mut last = String::from("no answer");
+        while Instant::now() < until {
+            if let Some(status) = self.cluster.wait_exit(id, Duration::ZERO).await {
+                let why = format!("node {id} exited while being repaired: {status}");
+                self.log(format!("VIOLATION: {why}"));
+                self.violations.push(why);
+                return;
+            }
+            match self.admin.status_of(&addr).await {
+                Ok(s) if !s.recovering => {
+                    return self.log(format!(
+                        "heal: node {id} repaired (applied {}) after {} ms",
+                        s.applied_index,
+                        started.elapsed().as_millis()
+                    ));
+                }
+                Ok(s) => last = format!("recovering at applied {}", s.applied_index),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.log(format!(
+            "heal: node {id} not repaired within {} s: {last}",
+            NODE_REPAIR_WAIT.as_secs()
+        ));
     }
 
     /// Whether `id` is a member (`Some(learner?)`), per the leader.
@@ -397,6 +676,19 @@ impl<'a> Nemesis<'a> {
                 }
             }
         }
+        for id in std::mem::take(&mut self.replaced) {
+            if !self.cluster.is_running(id) {
+                self.restart_replaced(id).await;
+            }
+        }
+        for id in std::mem::take(&mut self.truncated) {
+            if !self.cluster.is_running(id) {
+                self.restart_truncated(id).await;
+            }
+        }
+        for id in std::mem::take(&mut self.repairing) {
+            self.wait_repaired(id).await;
+        }
     }
 
     /// After the last step: every node running and a voter again (finishes
@@ -437,6 +729,15 @@ impl<'a> Nemesis<'a> {
         wrong
     }
 }
+
+/// How long a start that must be refused may take to exit.
+const NODE_REFUSAL_WAIT: Duration = Duration::from_secs(20);
+/// How long a node restarted on a cut WAL is watched for a refusal.
+const NODE_START_WAIT: Duration = Duration::from_secs(10);
+/// How long healing waits for a node with a lost or cut log to be repaired.
+const NODE_REPAIR_WAIT: Duration = Duration::from_secs(30);
+/// How much of a node's log a refusal is looked for in.
+const NODE_LOG_TAIL: u64 = 8 * 1024;
 
 /// Sleeps until `when`; false if `stop` turned true first.
 async fn sleep_until(when: Instant, stop: &watch::Receiver<bool>) -> bool {

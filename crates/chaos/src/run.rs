@@ -95,6 +95,9 @@ pub struct Report {
     pub recovery_bound_ms: u64,
     /// Nodes that exited without being killed, and nodes left no voter.
     pub node_problems: Vec<String>,
+    /// Nodes that refused to start on damaged data (allowed; repaired the
+    /// documented way), with their error.
+    pub refusals: Vec<String>,
     pub run_dir: PathBuf,
     pub kept: bool,
 }
@@ -201,6 +204,9 @@ impl Report {
         s.push_str(&format!("  (4) serves again after healing: {rec}\n"));
         for p in &self.node_problems {
             s.push_str(&format!("  node problem: {p}\n"));
+        }
+        for r in &self.refusals {
+            s.push_str(&format!("  refused to start (allowed): {r}\n"));
         }
         if self.kept {
             s.push_str(&format!(
@@ -438,6 +444,8 @@ pub async fn run(
             .repair_membership(Instant::now() + config.converge_bound)
             .await,
     );
+    node_problems.extend(nemesis.violations.iter().cloned());
+    let refusals = nemesis.refusals.clone();
     let events: Vec<Event> = nemesis.events.clone();
     let injected: BTreeMap<String, usize> = nemesis
         .injected
@@ -489,6 +497,7 @@ pub async fn run(
         recovery_ms,
         recovery_bound_ms: u64::try_from(config.recovery_bound.as_millis()).unwrap_or(u64::MAX),
         node_problems,
+        refusals,
         run_dir: config.run_dir.clone(),
         kept: true,
     };
@@ -504,12 +513,10 @@ pub async fn run(
     Ok(report)
 }
 
-/// Every fault kind a run with or without the firewall can inject.
+/// Every fault kind a run with or without the firewall can inject
+/// (without the disk faults).
 pub fn kinds(network: bool) -> Vec<FaultKind> {
-    FaultKind::ALL
-        .into_iter()
-        .filter(|k| network || !k.is_partition())
-        .collect()
+    FaultKind::enabled(network, false)
 }
 
 /// Why partitions cannot run here, if they cannot (see [`net::capability`]).

@@ -12,7 +12,8 @@
 //! seed and the same cluster state give the same choice.
 //!
 //! The first steps inject every kind of fault once, one at a time, in a
-//! seeded order, so that a run long enough for them covers every kind;
+//! seeded order (the disk faults first when enabled), so that a run long
+//! enough for them covers every kind;
 //! later steps draw kinds at random and sometimes combine several (kills,
 //! pauses and one partition).
 
@@ -47,11 +48,23 @@ pub enum FaultKind {
     Membership,
     /// Ask the leader to hand leadership to another node.
     TransferLeader,
+    /// Replace a voter's disk: SIGKILL it (not the leader when another
+    /// voter can be chosen), wipe its data dir; when healing restart it with
+    /// its usual flags (`--bootstrap`), which must be refused, then without
+    /// `--bootstrap` as docs/operations.md says. Opt-in (`--disk-faults`).
+    ReplaceDisk,
+    /// SIGKILL a random node, cut its newest WAL segment at a random offset
+    /// past the header, restart it when healing. Opt-in (`--disk-faults`).
+    TruncateWal,
+    /// SIGKILL a random node and start its data dir with another `--id`:
+    /// that start must fail naming both ids; restart it normally when
+    /// healing. Opt-in (`--disk-faults`).
+    WrongId,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::KillRandom,
         FaultKind::KillLeader,
         FaultKind::PauseLeader,
@@ -62,7 +75,29 @@ impl FaultKind {
         FaultKind::OneWay,
         FaultKind::Membership,
         FaultKind::TransferLeader,
+        FaultKind::ReplaceDisk,
+        FaultKind::TruncateWal,
+        FaultKind::WrongId,
     ];
+
+    /// Whether the fault damages or misuses a node's data dir (only with
+    /// `--disk-faults`; left out otherwise, so that older seeds keep their
+    /// schedules).
+    pub fn is_disk(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ReplaceDisk | FaultKind::TruncateWal | FaultKind::WrongId
+        )
+    }
+
+    /// The kinds a run may draw: partitions only with the firewall, disk
+    /// faults only when asked for.
+    pub fn enabled(network: bool, disk: bool) -> Vec<FaultKind> {
+        FaultKind::ALL
+            .into_iter()
+            .filter(|k| (network || !k.is_partition()) && (disk || !k.is_disk()))
+            .collect()
+    }
 
     /// Whether the fault needs the firewall.
     pub fn is_partition(self) -> bool {
@@ -76,9 +111,15 @@ impl FaultKind {
     }
 
     /// Whether the fault must run alone in its step (it changes the
-    /// membership, which the other faults resolve their targets against).
+    /// membership, which the other faults resolve their targets against,
+    /// or it leaves a node that must be repaired before another node may
+    /// go down: a wiped or cut log makes the node *recovering*, without a
+    /// vote, so a second node down at once would leave no majority).
     pub fn is_exclusive(self) -> bool {
-        matches!(self, FaultKind::Membership)
+        matches!(
+            self,
+            FaultKind::Membership | FaultKind::ReplaceDisk | FaultKind::TruncateWal
+        )
     }
 
     /// The kind's name as printed in summaries.
@@ -94,6 +135,9 @@ impl FaultKind {
             FaultKind::OneWay => "one-way",
             FaultKind::Membership => "membership",
             FaultKind::TransferLeader => "transfer-leader",
+            FaultKind::ReplaceDisk => "replace-disk",
+            FaultKind::TruncateWal => "truncate-wal",
+            FaultKind::WrongId => "wrong-id",
         }
     }
 }
@@ -150,15 +194,25 @@ impl Default for Timing {
 }
 
 /// The schedule for `seed` over `duration_ms`. With `network` false the
-/// partition kinds are left out (no firewall).
-pub fn generate(seed: u64, duration_ms: u64, network: bool, timing: Timing) -> Schedule {
+/// partition kinds are left out (no firewall); with `disk` false the disk
+/// faults are (and the schedule is the one older versions drew for the
+/// seed).
+pub fn generate(
+    seed: u64,
+    duration_ms: u64,
+    network: bool,
+    disk: bool,
+    timing: Timing,
+) -> Schedule {
     let mut rng = Rng::stream(seed, 0x5eed_0001);
-    let kinds: Vec<FaultKind> = FaultKind::ALL
-        .into_iter()
-        .filter(|k| network || !k.is_partition())
-        .collect();
-    let mut coverage = kinds.clone();
+    let kinds = FaultKind::enabled(network, disk);
+    // The disk faults (when enabled) come first, so that short runs cover
+    // them; without them the draws are those of older versions.
+    let (mut coverage, mut rest): (Vec<FaultKind>, Vec<FaultKind>) =
+        kinds.iter().partition(|k| k.is_disk());
     rng.shuffle(&mut coverage);
+    rng.shuffle(&mut rest);
+    coverage.extend(rest);
     let mut coverage = coverage.into_iter();
 
     let mut steps = Vec::new();
@@ -294,9 +348,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_schedule_other_seed_other_schedule() {
-        let a = generate(42, 60_000, true, Timing::default());
-        let b = generate(42, 60_000, true, Timing::default());
-        let c = generate(43, 60_000, true, Timing::default());
+        let a = generate(42, 60_000, true, false, Timing::default());
+        let b = generate(42, 60_000, true, false, Timing::default());
+        let c = generate(43, 60_000, true, false, Timing::default());
         assert_eq!(a, b);
         assert_ne!(a, c);
         let json = serde_json::to_string(&a).unwrap_or_default();
@@ -307,7 +361,7 @@ mod tests {
     #[test]
     fn sixty_seconds_cover_every_kind_and_fit_the_duration() {
         for seed in 0..20 {
-            let s = generate(seed, 60_000, true, Timing::default());
+            let s = generate(seed, 60_000, true, false, Timing::default());
             let mut seen: Vec<FaultKind> = s
                 .steps
                 .iter()
@@ -315,7 +369,7 @@ mod tests {
                 .collect();
             seen.sort();
             seen.dedup();
-            assert_eq!(seen, FaultKind::ALL.to_vec(), "seed {seed}");
+            assert_eq!(seen, FaultKind::enabled(true, false), "seed {seed}");
             let mut last_end = 0;
             for st in &s.steps {
                 assert!(st.start_ms >= last_end, "steps overlap");
@@ -333,7 +387,7 @@ mod tests {
 
     #[test]
     fn without_network_no_partitions() {
-        let s = generate(9, 120_000, false, Timing::default());
+        let s = generate(9, 120_000, false, false, Timing::default());
         assert!(s.steps.len() > 10);
         assert!(s
             .steps
@@ -343,8 +397,47 @@ mod tests {
 
     #[test]
     fn some_steps_combine_faults() {
-        let s = generate(5, 600_000, true, Timing::default());
+        let s = generate(5, 600_000, true, false, Timing::default());
         assert!(s.steps.iter().any(|st| st.faults.len() > 1));
+    }
+
+    #[test]
+    fn disk_faults_only_when_asked_and_without_them_the_old_schedule() {
+        for seed in 0..20 {
+            let off = generate(seed, 120_000, true, false, Timing::default());
+            assert!(off
+                .steps
+                .iter()
+                .all(|st| st.faults.iter().all(|f| !f.kind.is_disk())));
+            let on = generate(seed, 120_000, false, true, Timing::default());
+            // The first three steps are the three disk faults.
+            assert!(on.steps[..3].iter().all(|st| st.faults[0].kind.is_disk()));
+            for kind in [
+                FaultKind::ReplaceDisk,
+                FaultKind::TruncateWal,
+                FaultKind::WrongId,
+            ] {
+                assert!(
+                    on.steps
+                        .iter()
+                        .any(|st| st.faults.iter().any(|f| f.kind == kind)),
+                    "seed {seed}: {kind:?} never drawn"
+                );
+            }
+            // A disk fault that leaves a recovering node runs alone.
+            for st in &on.steps {
+                if st.faults.iter().any(|f| f.kind.is_exclusive()) {
+                    assert_eq!(st.faults.len(), 1, "seed {seed}");
+                }
+            }
+        }
+        // Without disk faults the kinds drawn from are the ten of before,
+        // in the same order: the same seed draws the same schedule.
+        assert_eq!(
+            FaultKind::enabled(true, false),
+            FaultKind::ALL[..10].to_vec()
+        );
+        assert!(FaultKind::ALL[10..].iter().all(|k| k.is_disk()));
     }
 
     #[test]

@@ -72,7 +72,13 @@ async fn run_plan(config: RunConfig, plan: Schedule) -> run::Report {
 
 /// Runs the generated schedule of `config.seed`, `duration_ms` long.
 async fn run_generated(config: RunConfig, duration_ms: u64) -> run::Report {
-    let plan = schedule::generate(config.seed, duration_ms, config.network, Timing::default());
+    let plan = schedule::generate(
+        config.seed,
+        duration_ms,
+        config.network,
+        false,
+        Timing::default(),
+    );
     run_plan(config, plan).await
 }
 
@@ -146,4 +152,89 @@ async fn sixty_seconds_serializable_reads_are_a_violation() {
         report.summary()
     );
     let _ = std::fs::remove_dir_all(&report.run_dir);
+}
+
+/// One replace-disk step, then one wrong-id step, over `secs` (a start
+/// that is not refused is waited for 20 s).
+fn disk_plan(seed: u64, secs: u64) -> Schedule {
+    let step = |start_ms, kind| Step {
+        start_ms,
+        hold_ms: 1_500,
+        faults: vec![Fault { kind, pick: 1 }],
+    };
+    Schedule {
+        seed,
+        duration_ms: secs * 1000,
+        steps: vec![
+            step(1_500, FaultKind::ReplaceDisk),
+            step(5_000, FaultKind::WrongId),
+        ],
+    }
+}
+
+/// A wrapper around `bin` that behaves badly: a data dir started as
+/// `--id wrong_id` keeps running, and a restarted node on an empty data dir
+/// takes `--bootstrap` as `--join` instead of refusing.
+fn bad_bin(bin: &std::path::Path, dir: &std::path::Path, wrong_id: u64) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = std::fs::canonicalize(bin).unwrap_or_else(|_| bin.to_path_buf());
+    let path = dir.join("bad-raftkv.sh");
+    let script = format!(
+        "#!/bin/sh\n\
+         case \" $* \" in *\" --id {} \"*) exec sleep 60;; esac\n\
+         dd=''; prev=''\n\
+         for a in \"$@\"; do [ \"$prev\" = --data-dir ] && dd=\"$a\"; prev=\"$a\"; done\n\
+         if [ -n \"$dd\" ] && [ ! -e \"$dd/identity.toml\" ] && \
+         grep -q 'start #[2-9]' \"$dd/../node.log\" 2>/dev/null; then\n\
+           for a in \"$@\"; do [ \"$a\" = --bootstrap ] && a=--join; set -- \"$@\" \"$a\"; shift; done\n\
+         fi\n\
+         exec '{}' \"$@\"\n",
+        wrong_id,
+        real.display()
+    );
+    let _ = std::fs::create_dir_all(dir);
+    std::fs::write(&path, script).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+    path
+}
+
+/// The disk faults against the real server: the wrong id and the
+/// `--bootstrap` on a replaced disk are refused, the node is repaired, and
+/// the run passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_faults_are_refused_and_repaired() {
+    let Some(bin) = raftkv_bin() else { return };
+    let mut config = config(bin, 31, 3, 12, false);
+    config.network = false;
+    let report = run_plan(config, disk_plan(31, 12)).await;
+    assert!(report.passed(), "{}", report.summary());
+    assert_eq!(report.injected.get("wrong-id"), Some(&1));
+    assert_eq!(report.injected.get("replace-disk"), Some(&1));
+}
+
+/// The same faults against a server that accepts what it must refuse:
+/// both are reported as node problems.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_fault_checks_catch_a_server_that_does_not_refuse() {
+    let Some(bin) = raftkv_bin() else { return };
+    let mut config = config(bin.clone(), 32, 3, 50, false);
+    config.network = false;
+    // Nodes 1..=3: the wrong id the nemesis uses is max + 1 = 4.
+    let dir = std::env::temp_dir().join(format!("chaos-bad-bin-{}", std::process::id()));
+    config.bin = bad_bin(&bin, &dir, 4);
+    let report = run_plan(config, disk_plan(32, 50)).await;
+    let problems = report.node_problems.join("\n");
+    assert!(
+        problems.contains("as --id 4 and kept running"),
+        "{}",
+        report.summary()
+    );
+    assert!(
+        problems.contains("started with --bootstrap while its peers held the cluster"),
+        "{}",
+        report.summary()
+    );
+    assert!(!report.passed());
+    let _ = std::fs::remove_dir_all(&report.run_dir);
+    let _ = std::fs::remove_dir_all(&dir);
 }
