@@ -174,6 +174,22 @@ fn a_cluster_named_by_hostname_and_configured_by_environment_serves_and_heals() 
         ep.iter().map(String::as_str).collect::<Vec<_>>(),
         "{doc}"
     );
+    // Asked at other addresses than the members' own (as a host asks
+    // containers through their published ports), each node is listed once.
+    let by_ip: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let o = raftkv(&["status", "--json", "--endpoints", &by_ip.join(",")]);
+    let doc: serde_json::Value = match serde_json::from_slice(&o.stdout) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}: {}", text(&o)),
+    };
+    let mut ids: Vec<u64> = doc["nodes"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|n| n["id"].as_u64()).collect())
+        .unwrap_or_default();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3], "{doc}");
+    assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(3), "{doc}");
+
     let follower = ep.iter().find(|e| **e != leader_addr).cloned();
     let Some(follower) = follower else {
         panic!("no follower")
