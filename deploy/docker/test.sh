@@ -320,7 +320,14 @@ compose up -d node4 node5
 for n in 4 5; do
     kv members add-learner "$n" "node$n:7001" >/dev/null
     wait_caught_up "$n" partition majority
-    kv members promote "$n" >/dev/null
+    # The leader refuses to promote a learner it does not see caught up
+    # yet (FAILED_PRECONDITION): ask again for a while.
+    tries=0
+    until kv members promote "$n" >/dev/null 2>"$tmp/promote.err"; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 20 ] || fail "promote $n: $(cat "$tmp/promote.err")"
+        sleep 1
+    done
 done
 voters="$(kv members --json | python3 -c '
 import json, sys
