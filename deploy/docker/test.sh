@@ -198,6 +198,8 @@ wait_caught_up() {
 }
 
 stage "build the image"
+# An image left by an earlier run would only lose its tag (and linger).
+docker rmi "$image" >/dev/null 2>&1 || true
 "$here/build.sh" --binary "$binary" --tag "$image"
 [ "$base_existed" = 1 ] || ok "made the base image $base from Debian packages"
 echo "image size: $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.1f MB", $1/1e6}')"
@@ -302,7 +304,10 @@ echo "restarted in $((SECONDS - t)) s"
 # Each node stopped by itself on SIGTERM, not by SIGKILL after the grace
 # period (a peer connection left half-open by the cut once held it up).
 for n in 1 2 3; do
-    docker logs --since "$since" "$(cid "node$n")" 2>&1 | grep -q 'node stopped node=' ||
+    # (Into a file first: `grep -q` would end the pipe early, and pipefail
+    # would count docker's SIGPIPE as a failure.)
+    docker logs --since "$since" "$(cid "node$n")" >"$tmp/node$n.log" 2>&1
+    grep -q 'node stopped node=' "$tmp/node$n.log" ||
         fail "node $n did not stop gracefully on SIGTERM"
 done
 ok "every node stopped gracefully"
