@@ -11,7 +11,8 @@
 #  4. `docker network disconnect` the leader: the other two elect a leader
 #     and serve; the cut-off node serves no linearizable read (and is
 #     unhealthy); reconnected, it catches up;
-#  5. `docker-compose restart`: the data is intact;
+#  5. `docker-compose restart`: every node stops gracefully on SIGTERM, and
+#     the data is intact;
 #  6. `down`, then `up` with the same volumes: the data is intact;
 #  7. grow to 5 nodes (profile `five`: members add-learner, promote) and
 #     keep serving with two of the five stopped;
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --binary) binary="$2"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
