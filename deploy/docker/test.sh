@@ -143,7 +143,8 @@ wait_healthy() {
 
 # The id of the leader that the reachable nodes report (0 if none).
 leader() {
-    "$binary" status --json --endpoints "$endpoints" --timeout 3 2>/dev/null | python3 -c '
+    # (`status` exits 5 when a node is unreachable; its JSON still counts.)
+    { "$binary" status --json --endpoints "$endpoints" --timeout 3 2>/dev/null || true; } | python3 -c '
 import json, sys
 nodes = [n for n in json.load(sys.stdin)["nodes"] if n.get("ok")]
 leaders = [n for n in nodes if n["role"] == "leader"]
@@ -171,13 +172,14 @@ check_data() {
     kv scan --prefix ack/ --limit 10000 --json >"$tmp/scan.json" ||
         fail "scan after $1"
     python3 - "$tmp/acked" "$tmp/scan.json" <<'EOF' || fail "acknowledged writes lost after $1"
-import json, sys
+import base64, json, sys
 acked = {int(l) for l in open(sys.argv[1]) if l.strip()}
 doc = json.load(open(sys.argv[2]))
 if doc["more"]:
     sys.exit("more than one scan's worth of ack/* keys")
 items = doc["kvs"]
-have = {kv["key"]: kv["value"] for kv in items}
+# (--json carries keys and values in base64.)
+have = {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]).decode() for kv in items}
 lost = [i for i in sorted(acked) if have.get(f"ack/{i}") != f"v{i}"]
 if lost:
     sys.exit(f"{len(lost)} of {len(acked)} acknowledged writes missing, e.g. {lost[:5]}")
