@@ -326,7 +326,7 @@ check_data "down and up"
 stage "grow to 5 nodes (profile five)"
 compose up -d node4 node5
 for n in 4 5; do
-    kv members add-learner "$n" "node$n:7001" >/dev/null
+    kv members add-learner "$n" "node$n:7201" >/dev/null
     wait_caught_up "$n" partition majority
     # The leader refuses to promote a learner it does not see caught up
     # yet (FAILED_PRECONDITION): ask again for a while.

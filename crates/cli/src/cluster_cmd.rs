@@ -390,6 +390,7 @@ mod tests {
                         id: *id,
                         addr: addr.to_string(),
                         learner: false,
+                        ..Member::default()
                     })
                     .collect(),
                 ..StatusResponse::default()

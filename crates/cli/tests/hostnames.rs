@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::{free_port, free_ports};
+use testkit::{free_port, free_port_run};
 
 const RAFTKV: &str = env!("CARGO_BIN_EXE_raftkv");
 
@@ -22,7 +22,7 @@ fn spawn(id: usize, ports: &[u16], dir: &Path) -> Child {
     let peers: Vec<String> = ports
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("{}=localhost:{p}", i + 1))
+        .map(|(i, p)| format!("{}=localhost:{}", i + 1, p + 200))
         .collect();
     let log = match std::fs::File::create(dir.join(format!("node-{id}.log"))) {
         Ok(f) => f,
@@ -36,6 +36,10 @@ fn spawn(id: usize, ports: &[u16], dir: &Path) -> Child {
         .env("RAFTKV_BOOTSTRAP", "true")
         .env("RAFTKV_LISTEN", format!("127.0.0.1:{}", ports[id - 1]))
         .env("RAFTKV_PEERS", peers.join(","))
+        .env(
+            "RAFTKV_ADVERTISE_CLIENT",
+            format!("localhost:{}", ports[id - 1]),
+        )
         .env("RAFTKV_DATA_DIR", dir.join(format!("node-{id}")))
         .env("RAFTKV_TICK_MS", "20")
         .env("RAFTKV_ELECTION_TICKS_MIN", "10")
@@ -120,7 +124,8 @@ fn a_cluster_named_by_hostname_and_configured_by_environment_serves_and_heals() 
         Ok(d) => d,
         Err(e) => panic!("{e}"),
     };
-    let ports = free_ports(3);
+    // Client ports, each with its peer port (+ 200, the default) free too.
+    let ports: Vec<u16> = (0..3).map(|_| free_port_run(1, 200)).collect();
     let ep: Vec<String> = ports.iter().map(|p| format!("localhost:{p}")).collect();
     let mut nodes = Nodes(
         (1..=3)
@@ -143,16 +148,33 @@ fn a_cluster_named_by_hostname_and_configured_by_environment_serves_and_heals() 
         text(&o)
     );
 
-    // Every node advertises its name, and the members are known by name.
-    let o = until_exit(
-        0,
-        &["status", "--json", "--endpoints", &all],
-        wait,
-        dir.path(),
-    );
-    let doc: serde_json::Value = match serde_json::from_slice(&o.stdout) {
-        Ok(v) => v,
-        Err(e) => panic!("{e}: {}", text(&o)),
+    // Every node advertises its name, and the leader knows the members by
+    // name (a client address arrives with the member's first handshake).
+    let t0 = Instant::now();
+    let doc: serde_json::Value = loop {
+        let o = until_exit(
+            0,
+            &["status", "--json", "--endpoints", &all],
+            wait,
+            dir.path(),
+        );
+        let doc: serde_json::Value = match serde_json::from_slice(&o.stdout) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}: {}", text(&o)),
+        };
+        let leader_knows_all = doc["nodes"].as_array().is_some_and(|l| {
+            l.iter().any(|n| {
+                n["role"] == "leader"
+                    && n["members"].as_array().is_some_and(|m| {
+                        m.iter()
+                            .all(|m| m["addr"].as_str().is_some_and(|a| !a.is_empty()))
+                    })
+            })
+        });
+        if leader_knows_all || t0.elapsed() > wait {
+            break doc;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     };
     let Some(list) = doc["nodes"].as_array() else {
         panic!("{doc}")
@@ -165,7 +187,9 @@ fn a_cluster_named_by_hostname_and_configured_by_environment_serves_and_heals() 
     let Some(leader_addr) = leader_addr else {
         panic!("no leader: {doc}")
     };
-    let members: Vec<&str> = list[0]["members"]
+    let leader_status = list.iter().find(|n| n["role"] == "leader");
+    let members: Vec<&str> = leader_status
+        .map_or(&serde_json::Value::Null, |n| &n["members"])
         .as_array()
         .map(|m| m.iter().filter_map(|m| m["addr"].as_str()).collect())
         .unwrap_or_default();
