@@ -111,7 +111,7 @@ pub enum SnapshotAction {
 
 pub async fn status(a: StatusArgs) -> Result<(), CliError> {
     let c = a.opts.client()?;
-    let nodes = c.status_all().await?;
+    let nodes = once_per_node(c.status_all().await?);
     if a.opts.json {
         let list: Vec<_> = nodes
             .iter()
@@ -208,6 +208,43 @@ fn unreachable(nodes: &[client::NodeStatus]) -> Result<(), CliError> {
         "{down} of {} node(s) unreachable",
         nodes.len()
     )))
+}
+
+/// Lists each node once. `status_all` asks both the endpoints given and the
+/// addresses the members know each other by; where those differ (a host
+/// reaching containers through published ports, while they know each other
+/// as `node1:7001`), a node answers at one and may be unreachable at the
+/// other. A second answer from the same node id is dropped, and so is an
+/// unreachable member address whose node answered elsewhere. An unreachable
+/// endpoint whose id is unknown stays.
+fn once_per_node(nodes: Vec<client::NodeStatus>) -> Vec<client::NodeStatus> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let answered: BTreeSet<u64> = nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref().ok().map(|s| s.id))
+        .collect();
+    let member_ids: BTreeMap<&str, u64> = nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref().ok())
+        .flat_map(|s| s.members.iter().map(|m| (m.addr.as_str(), m.id)))
+        .collect();
+    let drop: Vec<bool> = {
+        let mut listed = BTreeSet::new();
+        nodes
+            .iter()
+            .map(|n| match &n.status {
+                Ok(s) => !listed.insert(s.id),
+                Err(_) => member_ids
+                    .get(n.addr.as_str())
+                    .is_some_and(|id| answered.contains(id)),
+            })
+            .collect()
+    };
+    nodes
+        .into_iter()
+        .zip(drop)
+        .filter_map(|(n, d)| (!d).then_some(n))
+        .collect()
 }
 
 fn print_members(r: &MembersResponse, json_out: bool) {
@@ -335,4 +372,64 @@ pub async fn snapshot(a: SnapshotArgs) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use client::pb::StatusResponse;
+
+    fn up(addr: &str, id: u64, members: &[(u64, &str)]) -> client::NodeStatus {
+        client::NodeStatus {
+            addr: addr.to_string(),
+            status: Ok(StatusResponse {
+                id,
+                members: members
+                    .iter()
+                    .map(|(id, addr)| Member {
+                        id: *id,
+                        addr: addr.to_string(),
+                        learner: false,
+                        ..Member::default()
+                    })
+                    .collect(),
+                ..StatusResponse::default()
+            }),
+        }
+    }
+
+    fn down(addr: &str) -> client::NodeStatus {
+        client::NodeStatus {
+            addr: addr.to_string(),
+            status: Err(client::Error::Unavailable {
+                last: "dns error".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn status_lists_each_node_once() {
+        let members = [(1, "node1:7001"), (2, "node2:7001"), (3, "node3:7001")];
+        // Sorted by address, as status_all returns them: the host's view of
+        // containers (published ports answer, the names do not resolve), node
+        // 2 answering under both addresses, node 3 down.
+        let nodes = vec![
+            up("127.0.0.1:17001", 1, &members),
+            up("127.0.0.1:17002", 2, &members),
+            down("127.0.0.1:17003"),
+            down("node1:7001"),
+            up("node2:7001", 2, &members),
+            down("node3:7001"),
+        ];
+        let kept: Vec<String> = once_per_node(nodes).into_iter().map(|n| n.addr).collect();
+        assert_eq!(
+            kept,
+            vec![
+                "127.0.0.1:17001",
+                "127.0.0.1:17002",
+                "127.0.0.1:17003",
+                "node3:7001"
+            ]
+        );
+    }
 }

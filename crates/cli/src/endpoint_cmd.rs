@@ -1,8 +1,8 @@
 //! `raftkv endpoint health`: is each node up and part of a working cluster?
 //!
 //! A node is healthy when it answers a status call within the timeout,
-//! knows a leader (so it can serve reads and writes) and has more free disk
-//! than its reserve. The command checks
+//! was not removed from the cluster, knows a leader (so it can serve reads
+//! and writes) and has more free disk than its reserve. The command checks
 //! the `--endpoints` given, or with `--cluster` every member the cluster
 //! reports too, and exits 1 when any is unhealthy or unreachable.
 
@@ -63,6 +63,9 @@ pub async fn run(a: EndpointArgs) -> Result<(), CliError> {
             let verdict = match c.status_of(&addr).await {
                 Ok(s) if crate::output::disk_warning(&s).is_some() => {
                     Err(crate::output::disk_warning(&s).unwrap_or_default())
+                }
+                Ok(s) if s.removed => {
+                    Err("removed from the cluster: it serves nothing".to_string())
                 }
                 Ok(s) if s.leader_id != 0 => Ok(s.leader_id),
                 Ok(_) => Err("no leader known (election under way, or no quorum)".to_string()),

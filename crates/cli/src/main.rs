@@ -29,11 +29,12 @@ mod kv_cmd;
 mod limits;
 mod output;
 mod server_cmd;
+mod server_env;
 
 use std::ffi::OsString;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::exit::CliError;
 
@@ -106,6 +107,13 @@ pub struct ClientOpts {
         requires = "cert"
     )]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Let the node the client reaches forward writes, linearizable reads
+    /// and membership changes to the leader, instead of sending the client
+    /// to the leader's own address: for clients that cannot reach the
+    /// addresses the nodes know each other by (a host talking to containers
+    /// through published ports, NAT, a load balancer).
+    #[arg(long, global = true, env = "RAFTKV_FOLLOWER_FORWARDING")]
+    pub follower_forwarding: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +168,7 @@ impl ClientOpts {
     pub fn client(&self) -> Result<client::Client, CliError> {
         let config = self.secure(client::ClientConfig {
             deadline: Duration::from_secs_f64(self.timeout),
+            follower_forwarding: self.follower_forwarding,
             ..client::ClientConfig::default()
         })?;
         let endpoints = self
@@ -261,8 +270,17 @@ pub fn hoist_client_options(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
+/// The command line (client options hoisted after the command), with the
+/// `RAFTKV_*` variables of `raftkv server` (see [`server_env`]); exits with
+/// clap's message and code 2 on bad input.
+fn parse_command_line() -> Cli {
+    let args = hoist_client_options(std::env::args_os().collect());
+    let matches = server_env::with_server_env(Cli::command()).get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse_from(hoist_client_options(std::env::args_os().collect()));
+    let cli = parse_command_line();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -719,6 +719,18 @@ async fn promoting_a_learner_that_never_started_fails_and_status_shows_a_removed
         .map(str::to_string)
         .unwrap_or_default();
     assert!(row.contains("removed"), "{}", stdout(&o));
+    // It is unhealthy (a container health check restarts or flags it),
+    // though it may still know a leader.
+    let victim_addr = cluster.nodes[(leader + 1) % 3].addr.clone();
+    let o = match Command::new(RAFTKV)
+        .args(["endpoint", "health", "--endpoints", &victim_addr])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("removed"), "{}", stdout(&o));
     // Writes through any endpoint still work: the client skips the
     // removed node.
     let o = cluster.raftkv(&["put", "after", "removal"]);

@@ -85,7 +85,10 @@
 //! and answers waiting requests `UNAVAILABLE` (clients retry elsewhere with
 //! the same session and seq); then the gRPC server stops accepting and ends
 //! peer streams; the apply thread drains its queue and syncs the state
-//! machine. A crash at any point is safe: the WAL is synced before anything
+//! machine. A connection whose other end vanished without closing it (a
+//! peer cut off the network) is found by HTTP/2 pings and dropped within
+//! a few seconds (`limits::SERVED_CONNECTION_PING_*`), so it cannot hold the
+//! stop up. A crash at any point is safe: the WAL is synced before anything
 //! that depends on it is sent or applied, and the state machine's applied
 //! index is durable with its data.
 //!
@@ -457,8 +460,19 @@ pub async fn run_with_listeners(
 
     // Metrics, the web page, tokens and TLS (the `observe` and `security` modules).
     let grpc_layer = observe::start(&config, handle.clone(), engine, stop_rx.clone()).await?;
-    let mut server_builder = tonic::transport::Server::builder();
-    let mut peer_builder = tonic::transport::Server::builder();
+    // Both servers ping their connections and drop dead ones (see
+    // `limits::SERVED_CONNECTION_PING_MS`).
+    let served = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_millis(
+                limits::SERVED_CONNECTION_PING_MS,
+            )))
+            .http2_keepalive_timeout(Some(Duration::from_millis(
+                limits::SERVED_CONNECTION_PING_TIMEOUT_MS,
+            )))
+    };
+    let mut server_builder = served();
+    let mut peer_builder = served();
     if let Some(tls) = &config.tls {
         server_builder = server_builder
             .tls_config(security::server_tls(tls)?)

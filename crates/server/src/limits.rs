@@ -90,6 +90,14 @@ pub const PEER_EVENTS_MAX: usize = 16;
 pub const LEADER_DOWN_CAMPAIGN_SPACING_MS: u64 = 150;
 /// Peers in the address book.
 pub const PEERS_MAX: usize = 64;
+/// A node pings every HTTP/2 connection it serves after this long without
+/// a frame from the other end, in ms...
+pub const SERVED_CONNECTION_PING_MS: u64 = 2_000;
+/// ...and drops the connection when the answer takes longer than this, in
+/// ms. A connection whose other end vanished without closing it (a peer
+/// cut off the network) would otherwise live for ever with its open peer
+/// stream, and a graceful stop would wait for it.
+pub const SERVED_CONNECTION_PING_TIMEOUT_MS: u64 = 3_000;
 
 const _: () = assert!(KEY_SIZE_MAX <= KEY_SIZE_CAP);
 const _: () = assert!(VALUE_SIZE_MAX <= VALUE_SIZE_CAP);
